@@ -1,0 +1,19 @@
+"""Sphinx configuration for the GWCelery documentation."""
+
+import gwcelery
+
+project = 'GWCelery'
+author = 'The GWCelery developers'
+copyright = '2026, ' + author
+release = gwcelery.__version__
+version = release
+
+extensions = [
+    'sphinx.ext.autodoc',
+    'sphinx.ext.napoleon',
+    'sphinx.ext.viewcode',
+]
+autodoc_member_order = 'bysource'
+exclude_patterns = ['_build']
+html_theme = 'alabaster'
+nitpicky = False

@@ -1,0 +1,138 @@
+"""GWCelery application configuration.
+
+Every setting the pipeline reads lives in this module, each with a
+docstring. The presets :mod:`gwcelery.conf.production`,
+:mod:`~gwcelery.conf.playground`, :mod:`~gwcelery.conf.test`,
+:mod:`~gwcelery.conf.development`, :mod:`~gwcelery.conf.local` and
+:mod:`~gwcelery.conf.eager` start from these values and override what
+differs. The environment variable ``CELERY_CONFIG_MODULE`` picks the preset
+(a full module path, or just the preset name, e.g. ``playground``); when it
+is unset the ``local`` preset is used, so that a new user never talks to a
+production service by accident.
+
+Celery's own settings are the lowercase names documented in the `Celery
+configuration reference
+<https://docs.celeryq.dev/en/stable/userguide/configuration.html>`_; the
+pipeline's settings follow them.
+"""
+
+from kombu import Exchange, Queue
+
+# --- Celery: broker, serialisation, queues --------------------------------
+
+broker_url = 'redis://127.0.0.1:6379/0'
+"""Message broker (Redis). ``CELERY_BROKER_URL`` in the environment
+overrides it, as for any Celery application."""
+
+result_backend = 'redis://127.0.0.1:6379/0'
+"""Result backend (Redis). ``CELERY_RESULT_BACKEND`` in the environment
+overrides it."""
+
+accept_content = ['json']
+"""Content types a worker accepts. JSON only: pickle is never accepted over
+the broker."""
+
+task_serializer = 'json'
+"""Serializer for task messages."""
+
+result_serializer = 'json'
+"""Serializer for task results."""
+
+event_serializer = 'json'
+"""Serializer for worker and task events (read by Flower)."""
+
+result_accept_content = ['json']
+"""Content types accepted when reading results from the backend."""
+
+task_queues = tuple(
+    Queue(name, Exchange(name), routing_key=name)
+    for name in ('celery', 'openmp', 'superevent', 'exttrig'))
+"""The four queues. ``celery`` is the general-purpose queue; ``openmp``
+takes the OpenMP-parallel work (BAYESTAR, volume plots); ``superevent`` and
+``exttrig`` are each consumed by one worker with concurrency 1 so that
+their tasks run serially. A task is routed by passing ``queue=...`` to the
+``@app.task`` decorator."""
+
+task_default_queue = 'celery'
+"""Queue for tasks that do not name one."""
+
+task_create_missing_queues = False
+"""Refuse to route to a queue that is not in :obj:`task_queues`, so that a
+misspelt queue name fails loudly instead of waiting forever."""
+
+worker_prefetch_multiplier = 1
+"""Each worker process reserves one message at a time: a long BAYESTAR run
+must not hold back the tasks queued behind it."""
+
+worker_send_task_events = True
+"""Workers publish task events so that Flower can show them."""
+
+task_send_sent_event = True
+"""Publish an event when a task is sent (Flower shows queued tasks)."""
+
+broker_connection_retry_on_startup = True
+"""Keep retrying the broker when a worker starts before Redis is up."""
+
+broker_transport_options = {'visibility_timeout': 3600}
+"""Redis transport options. A message taken by a worker that dies is
+redelivered after ``visibility_timeout`` seconds (for tasks with
+``acks_late``)."""
+
+result_expires = 86400
+"""Seconds to keep task results in Redis."""
+
+task_always_eager = False
+"""Run every task inline in the calling process, with no broker and no
+worker: the single-process debug mode. Set it with the
+:mod:`gwcelery.conf.eager` preset, or with the environment variable
+``GWCELERY_EAGER=1`` on top of any preset."""
+
+task_eager_propagates = False
+"""In eager mode, raise a task's exception in the caller instead of
+storing it in the result."""
+
+worker_hijack_root_logger = False
+"""Leave the root logger alone so that the pipeline's own log lines (and
+the local deployment's milestones) keep their handlers."""
+
+# --- GraceDB --------------------------------------------------------------
+
+gracedb_host = '127.0.0.1:8000'
+"""Host (and port) of the GraceDB server."""
+
+gracedb_url = 'http://127.0.0.1:8000/api/'
+"""Root URL of the GraceDB REST API."""
+
+# --- LVAlert --------------------------------------------------------------
+
+lvalert_host = 'localhost'
+"""XMPP server of the LVAlert service."""
+
+lvalert_transport = 'redis'
+"""How alerts from GraceDB reach the pipeline: ``'xmpp'`` (LVAlert over
+XMPP pubsub with sleek-lvalert, the production protocol) or ``'redis'``
+(Redis pub/sub, the one-machine default)."""
+
+lvalert_redis_url = None
+"""Redis server for the ``'redis'`` alert transport; ``None`` means the
+broker's."""
+
+# --- GCN ------------------------------------------------------------------
+
+gcn_remote_address = '127.0.0.1'
+"""Address of the GCN VOEvent server that :func:`gwcelery.tasks.gcn.listen`
+connects to."""
+
+gcn_remote_port = 8099
+"""Port of the GCN VOEvent server."""
+
+gcn_bind_address = '127.0.0.1'
+"""Address on which :func:`gwcelery.tasks.gcn.broker` listens for GCN's
+receiver."""
+
+gcn_bind_port = 5341
+"""Port on which :func:`gwcelery.tasks.gcn.broker` listens."""
+
+gcn_broker_accept_addresses = ['127.0.0.1']
+"""Client addresses allowed to connect to the VOEvent broker (host-based
+authorisation)."""

