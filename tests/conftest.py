@@ -12,6 +12,9 @@ import pytest
 from gwcelery import app
 from gwcelery.util.redis_server import RedisServer
 
+#: Fixture modules of the subsystems (``tests/fixtures/*.py``).
+pytest_plugins = []
+
 #: Directory of the reference data shared beside the project.
 SHARED_DATA = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir,
                            'shared', 'data')
@@ -86,16 +89,35 @@ class Worker:
 
 
 @pytest.fixture
-def start_worker(broker_app, tmp_path):
+def worker_settings(broker_app):
+    """Settings that :func:`start_worker` writes into the workers' config.
+
+    Starts as the broker and backend URLs; a test (or another fixture,
+    e.g. the local GraceDB server's) adds what its workers must see,
+    before starting them.
+    """
+    return {'broker_url': broker_app.conf.broker_url,
+            'result_backend': broker_app.conf.result_backend}
+
+
+@pytest.fixture
+def start_worker(broker_app, worker_settings, tmp_path):
     """Start real worker processes against the private Redis.
 
     Call it as ``start_worker(name, queues, *extra_args)``; it waits until
-    the worker answers a ping and stops every worker after the test.
+    the worker answers a ping and stops every worker after the test. The
+    workers load a configuration module written from
+    :func:`worker_settings` on top of the ``local`` preset.
     """
+    from gwcelery.tools.local import child_environment, write_config
+
     workers = []
-    env = dict(os.environ)
+    config_dir = tmp_path / 'worker-config'
+    config_dir.mkdir()
 
     def start(name, queues, *extra):
+        write_config(str(config_dir), worker_settings)
+        env = child_environment(str(config_dir))
         worker = Worker(name, queues, env, str(tmp_path / f'{name}.log'),
                         extra)
         workers.append(worker)
