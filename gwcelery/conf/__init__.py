@@ -136,3 +136,10 @@ gcn_bind_port = 5341
 gcn_broker_accept_addresses = ['127.0.0.1']
 """Client addresses allowed to connect to the VOEvent broker (host-based
 authorisation)."""
+
+# --- Mock events ----------------------------------------------------------
+
+mock_events_interval = None
+"""Seconds between simulated CBC candidates uploaded by
+:func:`gwcelery.tasks.first2years.upload_event`; ``None`` uploads none.
+The ``local`` preset sets it; production presets never do."""

@@ -5,3 +5,7 @@ local`` starts every service it names.
 """
 
 from . import *  # noqa: F403
+
+mock_events_interval = 60
+"""Upload a simulated candidate every minute (``gwcelery local
+--mock-interval``)."""
