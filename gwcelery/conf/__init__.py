@@ -143,3 +143,70 @@ mock_events_interval = None
 """Seconds between simulated CBC candidates uploaded by
 :func:`gwcelery.tasks.first2years.upload_event`; ``None`` uploads none.
 The ``local`` preset sets it; production presets never do."""
+
+# --- Superevents ----------------------------------------------------------
+
+superevent_d_t_start = {'gstlal': 1.0, 'pycbc': 1.0, 'mbta': 1.0,
+                        'mbtaonline': 1.0, 'spiir': 1.0}
+"""Seconds before a CBC event's ``gpstime`` at which its superevent window
+starts, by pipeline (lowercase name). Pipelines not listed use the event's
+own duration (cWB, oLIB) or :obj:`superevent_default_d_t_start`."""
+
+superevent_d_t_end = {'gstlal': 1.0, 'pycbc': 1.0, 'mbta': 1.0,
+                      'mbtaonline': 1.0, 'spiir': 1.0}
+"""Seconds after a CBC event's ``gpstime`` at which its superevent window
+ends, by pipeline (lowercase name)."""
+
+superevent_default_d_t_start = 1.0
+"""Seconds before ``gpstime`` at which the window starts for an event whose
+pipeline has no entry in :obj:`superevent_d_t_start` and no duration of its
+own."""
+
+superevent_default_d_t_end = 1.0
+"""Seconds after ``gpstime`` at which the window ends for an event whose
+pipeline has no entry in :obj:`superevent_d_t_end` and no duration of its
+own."""
+
+superevent_query_d_t_start = 100.0
+"""Seconds before an event's ``gpstime`` to look for the ``t_0`` of
+candidate superevents: an event can only join a superevent of its category
+whose ``t_0`` lies between ``gpstime - superevent_query_d_t_start`` and
+``gpstime + superevent_query_d_t_end``."""
+
+superevent_query_d_t_end = 100.0
+"""Seconds after an event's ``gpstime`` to look for the ``t_0`` of candidate
+superevents (see :obj:`superevent_query_d_t_start`)."""
+
+superevent_far_threshold = 1 / 3600
+"""Events with a FAR above this (Hz), or with no FAR, are left out of
+superevents altogether."""
+
+preferred_event_far_threshold = {'CBC': 1 / (60 * 86400),
+                                 'Burst': 1 / (60 * 86400)}
+"""FAR threshold (Hz) for a public alert by analysis group (``CBC``,
+``Burst``): once per two months. An event whose FAR times the group's
+trials factor is at most this passes the public-alert threshold, which
+counts when choosing the preferred event."""
+
+preferred_event_trials_factor = {'CBC': 5, 'Burst': 4}
+"""Trials factor by analysis group: the number of searches of the group
+whose events compete for the same alert."""
+
+superevent_required_labels = {
+    'CBC': ['SKYMAP_READY', 'EMBRIGHT_READY', 'PASTRO_READY'],
+    'Burst': ['SKYMAP_READY'],
+}
+"""Labels that make an event *complete* (all of its data products exist),
+by analysis group (``CBC``, ``Burst``) or by pipeline (lowercase name; a
+pipeline entry takes precedence over its group's). A complete event ranks
+above any incomplete one when choosing the preferred event, and a
+superevent whose preferred event is complete is labelled
+:obj:`superevent_em_ready_label`."""
+
+superevent_em_ready_label = 'EM_READY'
+"""Label applied to a superevent once its preferred event is complete."""
+
+superevent_frozen_label = 'GCN_PRELIM_SENT'
+"""Label that freezes a superevent's preferred event: it is applied once the
+alert went out, and from then on new or completed events still join the
+superevent (and widen its window) but never replace its preferred event."""
