@@ -210,3 +210,70 @@ superevent_frozen_label = 'GCN_PRELIM_SENT'
 """Label that freezes a superevent's preferred event: it is applied once the
 alert went out, and from then on new or completed events still join the
 superevent (and widen its window) but never replace its preferred event."""
+
+# --- External triggers and RAVEN -----------------------------------------
+
+raven_coincidence_window_grb_cbc = (-5.0, 1.0)
+"""Coincidence window (s) of a GRB with a CBC superevent: they coincide
+when the superevent's ``t_0`` minus the GRB time lies in ``[start, end]``,
+that is when the GRB comes from 1 s before to 5 s after the merger (a
+compact binary's jet is launched after the merger: GRB 170817A came 1.7 s
+after GW170817)."""
+
+raven_coincidence_window_grb_burst = (-600.0, 60.0)
+"""Coincidence window (s) of a GRB with an unmodelled-burst superevent,
+as ``t_0`` minus the GRB time: the gravitational-wave burst from up to 600 s
+before to 60 s after the GRB (long GRBs from collapsing stars)."""
+
+raven_coincidence_window_snews = (-10.0, 10.0)
+"""Coincidence window (s) of a SNEWS supernova neutrino alert with any
+superevent, as ``t_0`` minus the neutrino time."""
+
+raven_grb_rates = {
+    'Fermi': 236 / (365 * 86400),
+    'Swift': 65 / (365 * 86400),
+    'INTEGRAL': 5 / (365 * 86400),
+    'AGILE': 5 / (365 * 86400),
+}
+"""Rates (Hz) of GRBs discovered independently by each instrument: Fermi
+GBM about 236 per year, Swift BAT 65, INTEGRAL SPI-ACS 5, AGILE MCAL 5. The
+temporal coincidence FAR of a GRB uses their sum, the rate of independent
+GRB discoveries (311 per year; ligo-raven uses the rounded 310)."""
+
+raven_subgrb_rate = 65 / (365 * 86400)
+"""Rate (Hz) of sub-threshold GRB candidates (Fermi GBM sub-threshold
+notices) added to :obj:`raven_grb_rates` for a sub-threshold (``SubGRB``)
+external event, as in ligo-raven."""
+
+raven_snews_rate = 1 / (100 * 365 * 86400)
+"""Rate (Hz) of SNEWS alerts used for the temporal coincidence FAR of a
+supernova neutrino alert: SNEWS is designed for fewer than one false alert
+per century (Antonioli et al. 2004, New J. Phys. 6, 114), far above the rate
+of Galactic core-collapse supernovae, so the false-alert rate bounds it."""
+
+raven_alert_far_threshold = {
+    'CBC': 1 / (60 * 86400),
+    'Burst': 1 / (365 * 86400),
+}
+"""Joint FAR threshold (Hz) per GW group: a coincidence whose combined FAR
+(the space-time FAR when both sky maps exist, else the temporal FAR) times
+:obj:`raven_trials_factor` is at most this value gets the ``RAVEN_ALERT``
+label. One per two months for CBC, one per year for bursts, as for the
+public alerts of the GW candidates alone."""
+
+raven_trials_factor = {'CBC': 6, 'Burst': 5}
+"""Trials factor per GW group applied before comparing a combined FAR with
+:obj:`raven_alert_far_threshold`: the number of searches that could have
+produced the GW candidate (5 CBC, 4 burst) plus one for the coincidence
+search itself."""
+
+external_skymap_nside = 128
+"""HEALPix resolution (``NSIDE``, nested ordering) of the sky maps made from
+the position and error radius of a GCN notice. 128 gives pixels of about
+0.46 degrees: a disk smaller than a pixel (Swift BAT) keeps the pixels it
+touches."""
+
+external_skymap_max_error_radius = 180.0
+"""Largest error radius (degrees) that still counts as a position: notices
+with a radius of 0 (no position yet, e.g. the first Fermi GBM alert) or of
+this value or more (SNEWS sends 360, meaning none) get no sky map."""
