@@ -1,0 +1,122 @@
+"""One line per pipeline milestone, read from the alerts GraceDB publishes.
+
+``gwcelery local`` subscribes to the local GraceDB server's alerts (Redis
+pub/sub) and prints what each milestone means for a person watching: an
+event uploaded, a superevent created, a sky map ready, a notice sent.
+"""
+
+import json
+import logging
+
+import redis
+
+log = logging.getLogger(__name__)
+
+#: Superevent labels worth a line, and what to say of them.
+SUPEREVENT_LABELS = {
+    'EM_READY': 'preferred event complete (EM_READY)',
+    'SKYMAP_READY': 'sky map ready',
+    'EMBRIGHT_READY': 'source classification ready',
+    'PASTRO_READY': 'p_astro ready',
+    'GCN_PRELIM_SENT': 'preliminary notice sent to GCN (GCN_PRELIM_SENT)',
+    'EM_COINC': 'coincident with an external trigger (EM_COINC)',
+    'RAVEN_ALERT': 'coincidence passes the RAVEN alert threshold',
+}
+
+#: Event labels worth a line.
+EVENT_LABELS = {
+    'SKYMAP_READY': 'sky map ready',
+    'EMBRIGHT_READY': 'em_bright ready',
+    'PASTRO_READY': 'p_astro ready',
+}
+
+
+def _format_far(far):
+    return 'no FAR' if far is None else f'FAR {far:.3g} Hz'
+
+
+def describe_alert(alert):
+    """Return a one-line description of a milestone, or None.
+
+    Parameters
+    ----------
+    alert : dict
+        A decoded LVAlert message (``uid``, ``alert_type``, ``data``,
+        ``object``).
+    """
+    uid = alert.get('uid')
+    kind = alert.get('alert_type')
+    data = alert.get('data') or {}
+    obj = alert.get('object') or {}
+    is_superevent = 'superevent_id' in obj
+    if kind == 'new' and is_superevent:
+        return (f'superevent {uid} created, preferred event '
+                f'{obj.get("preferred_event")}, {_format_far(obj.get("far"))}')
+    if kind == 'new':
+        if obj.get('group') == 'External':
+            return (f'external trigger {uid} from {obj.get("pipeline")} '
+                    f'({obj.get("search")}) at GPS {obj.get("gpstime")}')
+        return (f'event {uid} uploaded by {obj.get("pipeline")}, '
+                f'{_format_far(obj.get("far"))}, GPS {obj.get("gpstime")}')
+    if kind == 'label_added':
+        labels = SUPEREVENT_LABELS if is_superevent else EVENT_LABELS
+        what = labels.get(data.get('name'))
+        return f'{uid}: {what}' if what else None
+    if kind == 'voevent' and is_superevent:
+        return (f'{uid}: {data.get("voevent_type", "").lower() or "new"} '
+                f'VOEvent {data.get("filename")} registered')
+    if kind == 'event_added' and is_superevent:
+        return f'{uid}: events now {", ".join(obj.get("gw_events", []))}'
+    if kind == 'log' and is_superevent and \
+            data.get('filename', '').endswith('.png'):
+        return f'{uid}: plot {data["filename"]} uploaded'
+    return None
+
+
+class MilestoneReporter:
+    """Subscribe to the alert channels and report each milestone once.
+
+    Parameters
+    ----------
+    redis_url : str
+        Redis server that the GraceDB server publishes alerts to.
+    prefix : str
+        Channel prefix of the alerts (``lvalert_redis_channel_prefix``).
+    report : callable
+        Called with each line.
+    """
+
+    def __init__(self, redis_url, prefix, report):
+        self.report = report
+        self._client = redis.Redis.from_url(redis_url)
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub.psubscribe(prefix + '*')
+        self._seen = set()
+
+    def poll(self):
+        """Report the milestones among the alerts waiting; never block."""
+        while True:
+            try:
+                message = self._pubsub.get_message(timeout=0)
+            except redis.ConnectionError:
+                log.warning('lost the alert subscription; will retry')
+                return
+            if message is None:
+                return
+            try:
+                alert = json.loads(message['data'])
+                line = describe_alert(alert)
+            except (ValueError, TypeError, AttributeError) as error:
+                log.warning('undecodable alert on %s: %s',
+                            message.get('channel'), error)
+                continue
+            # An event alert goes to two nodes ({group}_{pipeline} and
+            # ..._{search}): print it once.
+            if line and line not in self._seen:
+                self._seen.add(line)
+                self.report(line)
+
+    def close(self):
+        """Unsubscribe and disconnect."""
+        self._pubsub.close()
+        self._client.close()

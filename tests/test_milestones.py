@@ -1,0 +1,67 @@
+"""Milestone lines of ``gwcelery local``, from real alert payloads."""
+
+import json
+import os
+import time
+
+import pytest
+import redis
+
+from gwcelery.tools.milestones import MilestoneReporter, describe_alert
+
+from .conftest import SHARED_DATA
+
+
+def load_alert(name):
+    with open(os.path.join(SHARED_DATA, 'gracedb', name)) as f:
+        return json.load(f)
+
+
+def test_event_upload():
+    line = describe_alert(load_alert('lvalert_event_creation.json'))
+    assert line.startswith('event M394156 uploaded by gstlal, FAR 9.11e-14')
+
+
+def test_superevent_creation():
+    line = describe_alert(load_alert('igwn_alert_superevent_creation.json'))
+    assert line.startswith('superevent S180616h created, preferred event')
+
+
+def test_external_trigger():
+    line = describe_alert(load_alert('igwn_alert_exttrig_creation.json'))
+    assert line.startswith('external trigger E1234 from Fermi')
+
+
+def test_superevent_labels_and_uninteresting_alerts():
+    superevent = load_alert('igwn_alert_superevent_creation.json')['object']
+    alert = {'uid': 'S180616h', 'alert_type': 'label_added',
+             'data': {'name': 'GCN_PRELIM_SENT'}, 'object': superevent}
+    assert 'preliminary notice sent' in describe_alert(alert)
+    alert['data'] = {'name': 'ADVREQ'}
+    assert describe_alert(alert) is None
+    assert describe_alert({'alert_type': 'update', 'object': {}}) is None
+
+
+def test_reporter_reads_redis_pubsub(redis_url):
+    lines = []
+    reporter = MilestoneReporter(redis_url, 'lvalert:', lines.append)
+    client = redis.Redis.from_url(redis_url)
+    payload = json.dumps(load_alert('lvalert_event_creation.json'))
+    # One alert goes to two nodes; garbage is skipped with a warning.
+    client.publish('lvalert:cbc_gstlal', payload)
+    client.publish('lvalert:cbc_gstlal_mdc', payload)
+    client.publish('lvalert:cbc_gstlal', b'{not json')
+    deadline = time.monotonic() + 5
+    while not lines and time.monotonic() < deadline:
+        reporter.poll()
+        time.sleep(0.05)
+    time.sleep(0.2)
+    reporter.poll()
+    reporter.close()
+    assert len(lines) == 1
+    assert lines[0].startswith('event M394156 uploaded')
+
+
+@pytest.mark.parametrize('name', ['igwn_alert_voevent.json'])
+def test_legacy_alerts_are_ignored_quietly(name):
+    assert describe_alert(load_alert(name)) is None
