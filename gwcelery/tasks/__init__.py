@@ -1,3 +1,4 @@
 """Celery tasks, one module per concern."""
 
 from . import core  # noqa: F401
+from . import external_skymaps  # noqa: F401

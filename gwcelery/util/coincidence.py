@@ -1,0 +1,113 @@
+r"""Coincidence of external triggers with GW superevents: pure arithmetic.
+
+Windows, rates and false alarm rates of the RAVEN search. The functions
+take the application's configuration (``app.conf``, or any mapping with the
+``raven_*`` settings of :mod:`gwcelery.conf`) and touch no service.
+
+The temporal coincidence FAR is the one of ligo-raven's ``coinc_far``
+(A. Urban 2016, PhD thesis, University of Wisconsin-Milwaukee; the RAVEN
+method as used by LIGO/Virgo/KAGRA): the GW candidate's FAR times the
+probability that an unrelated external trigger falls in the window,
+
+.. math::  \mathrm{FAR}_t = (t_{hi} - t_{lo})\, R_{ext}\, \mathrm{FAR}_{GW},
+
+and the space-time FAR divides it by the sky map overlap integral
+:math:`I_\Omega` (Ashton et al. 2018, ApJ 860, 6):
+:math:`\mathrm{FAR}_{st} = \mathrm{FAR}_t / I_\Omega`.
+"""
+
+#: GW pipelines whose candidates are unmodelled bursts (lowercase), used
+#: for Test events, whose group does not say CBC or Burst.
+BURST_PIPELINES = frozenset({'cwb', 'olib', 'mly'})
+
+#: GraceDB pipelines of the external triggers that RAVEN considers.
+EXTERNAL_PIPELINES = frozenset({'Fermi', 'Swift', 'INTEGRAL', 'AGILE',
+                                'SNEWS'})
+
+#: External searches that are supernova neutrino alerts.
+NEUTRINO_SEARCHES = frozenset({'Supernova'})
+
+
+def gw_group(superevent):
+    """``'CBC'`` or ``'Burst'``: the kind of a superevent's preferred event.
+
+    Test events belong to the group Test: their pipeline decides.
+    """
+    event = superevent.get('preferred_event_data') or {}
+    group = event.get('group')
+    if group in ('CBC', 'Burst'):
+        return group
+    pipeline = (event.get('pipeline') or '').lower()
+    return 'Burst' if pipeline in BURST_PIPELINES else 'CBC'
+
+
+def window(conf, ext_search, group):
+    """Coincidence window ``(start, end)`` in seconds of ``t_0 - t_ext``.
+
+    `ext_search` is the external event's search (GRB, SubGRB, Supernova,
+    MDC), `group` the superevent's :func:`gw_group`.
+    """
+    if ext_search in NEUTRINO_SEARCHES:
+        start, end = conf['raven_coincidence_window_snews']
+    elif group == 'Burst':
+        start, end = conf['raven_coincidence_window_grb_burst']
+    else:
+        start, end = conf['raven_coincidence_window_grb_cbc']
+    return float(start), float(end)
+
+
+def external_search_span(conf, group):
+    """Interval ``(lo, hi)``, relative to a superevent's ``t_0``, in which
+    external triggers may coincide with it: the union of the windows."""
+    spans = [window(conf, search, group) for search in ('GRB', 'Supernova')]
+    return -max(end for _, end in spans), -min(start for start, _ in spans)
+
+
+def superevent_search_span(conf, ext_search):
+    """Interval ``(lo, hi)``, relative to an external trigger's time, in
+    which the ``t_0`` of a coincident superevent of either group may lie."""
+    spans = [window(conf, ext_search, group) for group in ('CBC', 'Burst')]
+    return min(start for start, _ in spans), max(end for _, end in spans)
+
+
+def in_window(conf, ext_search, group, t_0, t_ext):
+    """Whether a superevent at `t_0` and an external trigger at `t_ext`
+    coincide."""
+    start, end = window(conf, ext_search, group)
+    return start <= t_0 - t_ext <= end
+
+
+def external_rate(conf, ext_search):
+    """Rate (Hz) of external triggers of this kind, for the temporal FAR.
+
+    GRB (and MDC) searches: the summed rate of independent GRB discoveries
+    :obj:`~gwcelery.conf.raven_grb_rates`; SubGRB adds
+    :obj:`~gwcelery.conf.raven_subgrb_rate`; supernova neutrino alerts use
+    :obj:`~gwcelery.conf.raven_snews_rate`.
+    """
+    if ext_search in NEUTRINO_SEARCHES:
+        return conf['raven_snews_rate']
+    rate = sum(conf['raven_grb_rates'].values())
+    if ext_search == 'SubGRB':
+        rate += conf['raven_subgrb_rate']
+    return rate
+
+
+def temporal_far(gw_far, rate, start, end):
+    """Temporal coincidence FAR (Hz): ``(end - start) * rate * gw_far``."""
+    return (end - start) * rate * gw_far
+
+
+def spacetime_far(time_far, overlap):
+    """Space-time coincidence FAR (Hz): the temporal FAR divided by the sky
+    map overlap integral; ``None`` when the sky maps do not overlap."""
+    if overlap is None or not overlap > 0:
+        return None
+    return time_far / overlap
+
+
+def passes_alert_threshold(conf, combined_far, group):
+    """Whether a coincidence is significant enough for ``RAVEN_ALERT``:
+    ``combined_far * trials_factor <= threshold`` for the GW group."""
+    return (combined_far * conf['raven_trials_factor'][group]
+            <= conf['raven_alert_far_threshold'][group])
