@@ -1,0 +1,155 @@
+"""External triggers: GCN notices of gamma-ray bursts (Fermi GBM, Swift BAT,
+INTEGRAL) and supernova neutrinos (SNEWS) become External events in GraceDB.
+
+:func:`handle` receives every notice of these types on the serial
+``exttrig`` queue. It records the first notice of a trigger as a new event
+and later notices of the same trigger as replacements of its data; a
+notice identical to the recorded one, or older than it, changes nothing.
+Then, as a canvas, a sky map of the error circle is made and uploaded and
+the RAVEN coincidence search (:mod:`gwcelery.tasks.raven`) runs.
+
+Test packets (VOEvent role ``test``) are logged and not recorded. Triggers
+that the instrument classifies as not being GRBs (Fermi GBM's on-board
+classification, or the ``Def_NOT_a_GRB`` flag) are recorded with the label
+``NOT_GRB`` and left out of the coincidence search.
+"""
+
+from celery import chain
+from celery.utils.log import get_task_logger
+
+from .. import app
+from ..util import gcn_notices
+from . import external_skymaps, gcn, gracedb, raven
+
+log = get_task_logger(__name__)
+
+NOT_GRB = 'NOT_GRB'
+"""Label of an external event whose instrument says it is not a GRB."""
+
+EVENT_FILENAME = 'initial.data'
+"""Name under which GraceDB keeps the notice of an external event (the
+first upload and every replacement)."""
+
+NOTICE_TYPES = tuple(gcn.NoticeType(notice_type)
+                     for notice_type in gcn_notices.PIPELINE_AND_SEARCH)
+"""The GCN notice types that :func:`handle` receives."""
+
+
+def describe(notice):
+    """A short name of the notice's trigger for log lines."""
+    return f'{notice.pipeline} {notice.search} trigger {notice.trigger_id}'
+
+
+def event_query(notice):
+    """GraceDB query for the External event of the notice's trigger."""
+    return (f'group: {notice.group} pipeline: {notice.pipeline} '
+            f'search: {notice.search} '
+            f'grbevent.trigger_id = "{notice.trigger_id}"')
+
+
+def _parse_or_none(payload, max_error_radius):
+    try:
+        return gcn_notices.parse(payload, max_error_radius)
+    except gcn_notices.NoticeError:
+        return None
+
+
+def _sync_not_grb_label(graceid, labels, not_grb):
+    if not_grb and NOT_GRB not in labels:
+        gracedb.create_label(NOT_GRB, graceid)
+    elif not not_grb and NOT_GRB in labels:
+        gracedb.remove_label(NOT_GRB, graceid)
+
+
+def replace_if_newer(event, notice, payload):
+    """Replace the recorded notice of `event` with `payload` if it differs
+    and is not older; return whether it was replaced."""
+    graceid = event['graceid']
+    recorded = gracedb.download(EVENT_FILENAME, graceid)
+    if recorded == payload:
+        log.info('%s: identical notice %s already recorded in %s; nothing '
+                 'to do', describe(notice), notice.ivorn, graceid)
+        return False
+    previous = _parse_or_none(
+        recorded, app.conf['external_skymap_max_error_radius'])
+    if previous is not None and notice.date < previous.date:
+        log.info('%s: notice %s of %s is older than the one recorded in %s '
+                 '(%s); ignored', describe(notice), notice.ivorn,
+                 notice.date, graceid, previous.date)
+        return False
+    gracedb.replace_event(graceid, payload)
+    _sync_not_grb_label(graceid, event.get('labels', ()), notice.not_grb)
+    log.info('%s: replaced the notice of %s with %s', describe(notice),
+             graceid, notice.ivorn)
+    return True
+
+
+def follow_up(graceid, notice):
+    """The canvas that runs after an event was created or replaced: sky map
+    (when the notice has a position), then the coincidence search (unless
+    the trigger is not a GRB). ``None`` when there is nothing to do."""
+    steps = []
+    if notice.has_position:
+        message = (f'Sky map of the {notice.pipeline} error circle: a disk '
+                   f'of radius {notice.error_radius:g} deg around RA '
+                   f'{notice.ra:g} deg, Dec {notice.dec:g} deg')
+        steps += [
+            external_skymaps.create_disk_skymap.si(
+                notice.ra, notice.dec, notice.error_radius, notice.gpstime,
+                graceid),
+            gracedb.upload.s(
+                external_skymaps.skymap_filename(notice.pipeline), graceid,
+                message, tags=['sky_loc'])]
+    if not notice.not_grb:
+        steps.append(raven.coincidence_search.si(graceid))
+    return chain(*steps) if steps else None
+
+
+@gcn.handler(*NOTICE_TYPES, queue='exttrig', shared=False)
+def handle(payload):
+    """Record a GCN notice of an external trigger in GraceDB.
+
+    Creates the External event (group External; pipeline Fermi, Swift,
+    INTEGRAL or SNEWS; search GRB, SubGRB or Supernova) with the notice as
+    its file, or replaces the data of the event of the same trigger, then
+    launches :func:`follow_up`. Returns the event's graceid, or ``None``
+    for a notice that is rejected (malformed) or not recorded (test).
+    """
+    try:
+        notice = gcn_notices.parse(
+            payload, app.conf['external_skymap_max_error_radius'])
+    except gcn_notices.NoticeError as e:
+        log.error('Rejected a GCN notice (%d bytes): %s', len(payload), e)
+        return None
+    if notice.role != 'observation':
+        log.info('%s: %s notice %s is not recorded in GraceDB',
+                 describe(notice), notice.role, notice.ivorn)
+        return None
+    if notice.not_grb:
+        log.info('%s is not a GRB (%s): labelled %s and left out of the '
+                 'coincidence search', describe(notice),
+                 notice.classification or 'Def_NOT_a_GRB', NOT_GRB)
+
+    events = gracedb.get_events(event_query(notice))
+    if events:
+        event = min(events, key=lambda e: int(e['graceid'][1:]))
+        if len(events) > 1:
+            log.warning('%s has %d events in GraceDB (%s); updating the '
+                        'first', describe(notice), len(events),
+                        ', '.join(e['graceid'] for e in events))
+        graceid = event['graceid']
+        if not replace_if_newer(event, notice, payload):
+            return graceid
+    else:
+        event = gracedb.create_event(
+            payload, notice.search, notice.pipeline, notice.group,
+            labels=[NOT_GRB] if notice.not_grb else [],
+            filename=EVENT_FILENAME)
+        graceid = event['graceid']
+        log.info('%s: created %s from notice %s', describe(notice), graceid,
+                 notice.ivorn)
+
+    canvas = follow_up(graceid, notice)
+    if canvas is not None:
+        canvas.delay()
+    return graceid

@@ -1,0 +1,351 @@
+"""RAVEN: the coincidence search between external triggers and GW
+superevents.
+
+:func:`coincidence_search` runs from either side: for a new superevent it
+looks for External events (GRBs, supernova neutrinos) in the coincidence
+windows, for a new or updated External event it looks for superevents. Each
+match is handled by the canvas of :func:`coincidence_canvas`: fetch both
+objects and their sky maps, compute the coincidence FARs
+(:mod:`gwcelery.util.coincidence`), then :func:`record_coincidence` links the
+external event to the superevent, writes the FARs, labels ``EM_COINC`` (and
+``RAVEN_ALERT`` when significant) and logs on both.
+"""
+
+import json
+import re
+
+from celery import chain, group
+from celery.utils.log import get_task_logger
+
+from .. import app
+from ..util import coincidence
+from . import external_skymaps, gracedb, lvalert
+
+log = get_task_logger(__name__)
+
+EM_COINC = 'EM_COINC'
+"""Label of a superevent and an external event that coincide."""
+
+RAVEN_ALERT = 'RAVEN_ALERT'
+"""Label of a coincidence whose combined FAR passes the alert threshold."""
+
+NOT_GRB = 'NOT_GRB'
+"""Label of external events that are left out of the search."""
+
+LOG_TAGS = ['ext_coinc']
+"""Tags of RAVEN's log messages."""
+
+COINCIDENCE_FAR_FILENAME = 'coincidence_far.json'
+"""File with the FAR computation, uploaded to the superevent."""
+
+_SUPEREVENT_ID = re.compile(r'(T|M)?S\d{6}[a-z]+')
+
+
+def is_superevent(graceid):
+    """Whether `graceid` names a superevent (rather than an event)."""
+    return _SUPEREVENT_ID.fullmatch(graceid) is not None
+
+
+def event_category(event):
+    """Superevent category (Production, Test, MDC) that an event belongs to:
+    the group Test makes Test events, the search MDC makes MDC events."""
+    if event.get('group') == 'Test':
+        return 'Test'
+    if event.get('search') == 'MDC':
+        return 'MDC'
+    return 'Production'
+
+
+def _interval(lo, hi):
+    return f'{lo:.6f} .. {hi:.6f}'
+
+
+def external_events_query(category, lo, hi):
+    """GraceDB query for candidate external events of a superevent
+    category with GPS times in ``[lo, hi]``."""
+    if category == 'Test':
+        return f'group: Test gpstime: {_interval(lo, hi)}'
+    if category == 'MDC':
+        return f'group: External search: MDC gpstime: {_interval(lo, hi)}'
+    return f'group: External gpstime: {_interval(lo, hi)}'
+
+
+def superevents_query(category, lo, hi):
+    """GraceDB query for superevents of `category` with ``t_0`` in
+    ``[lo, hi]``."""
+    return f'category: {category} t_0: {_interval(lo, hi)}'
+
+
+def is_candidate_external(event, category):
+    """Whether an event found by the query is an external trigger that the
+    search considers for a superevent of `category`."""
+    return (event.get('pipeline') in coincidence.EXTERNAL_PIPELINES
+            and event_category(event) == category
+            and NOT_GRB not in event.get('labels', ()))
+
+
+def _find_external_events(superevent):
+    conf = app.conf
+    t_0 = superevent['t_0']
+    gw_group = coincidence.gw_group(superevent)
+    lo, hi = coincidence.external_search_span(conf, gw_group)
+    category = superevent['category']
+    events = gracedb.get_events(
+        external_events_query(category, t_0 + lo, t_0 + hi))
+    return [(superevent['superevent_id'], event['graceid'],
+             coincidence.window(conf, event['search'], gw_group))
+            for event in events
+            if is_candidate_external(event, category)
+            and coincidence.in_window(conf, event['search'], gw_group, t_0,
+                                      event['gpstime'])]
+
+
+def _find_superevents(event):
+    conf = app.conf
+    t_ext = event['gpstime']
+    lo, hi = coincidence.superevent_search_span(conf, event['search'])
+    superevents = gracedb.get_superevents(
+        superevents_query(event_category(event), t_ext + lo, t_ext + hi))
+    matches = []
+    for superevent in superevents:
+        gw_group = coincidence.gw_group(superevent)
+        if coincidence.in_window(conf, event['search'], gw_group,
+                                 superevent['t_0'], t_ext):
+            matches.append((superevent['superevent_id'], event['graceid'],
+                            coincidence.window(conf, event['search'],
+                                               gw_group)))
+    return matches
+
+
+@app.task(queue='exttrig', shared=False)
+def coincidence_search(graceid, log_none=True):
+    """Search the other side for coincidences with a superevent or an
+    External event, and launch :func:`coincidence_canvas` for each match.
+
+    With `log_none`, a search that finds nothing says so in the GraceDB log
+    of `graceid`. Returns the matches as ``[superevent_id, graceid]``
+    pairs.
+    """
+    if is_superevent(graceid):
+        matches = _find_external_events(gracedb.get_superevent(graceid))
+        other_side = 'external triggers'
+    else:
+        event = gracedb.get_event(graceid)
+        if NOT_GRB in event.get('labels', ()):
+            log.info('%s is labelled %s: no coincidence search', graceid,
+                     NOT_GRB)
+            return []
+        matches = _find_superevents(event)
+        other_side = 'superevents'
+    if not matches:
+        log.info('RAVEN: no %s coincident with %s', other_side, graceid)
+        if log_none:
+            gracedb.upload(None, None, graceid,
+                           f'RAVEN: no {other_side} in the coincidence '
+                           f'windows of {graceid}', tags=LOG_TAGS)
+    for superevent_id, ext_id, (start, end) in matches:
+        log.info('RAVEN: %s and %s coincide (window [%+g, %+g] s)',
+                 superevent_id, ext_id, start, end)
+        coincidence_canvas(superevent_id, ext_id, start, end).delay()
+    return [[superevent_id, ext_id] for superevent_id, ext_id, _ in matches]
+
+
+def coincidence_canvas(superevent_id, ext_id, start, end):
+    """The work on one coincidence: fetch, compute, record."""
+    return chain(
+        group(gracedb.get_superevent.si(superevent_id),
+              gracedb.get_event.si(ext_id),
+              get_skymap.si(superevent_id),
+              get_skymap.si(ext_id)),
+        calculate_coincidence_far.s(start, end),
+        record_coincidence.s(superevent_id, ext_id))
+
+
+def _is_skymap_log(entry):
+    filename = entry.get('filename') or ''
+    return ('sky_loc' in (entry.get('tag_names') or ())
+            and filename.endswith(('.fits', '.fits.gz')))
+
+
+def _latest_skymap_file(graceid):
+    entries = [entry for entry in gracedb.get_log(graceid)
+               if _is_skymap_log(entry)]
+    if not entries:
+        return None
+    latest = max(entries, key=lambda entry: entry['N'])
+    return f"{latest['filename']},{latest['file_version']}"
+
+
+@app.task(shared=False)
+def get_skymap(graceid):
+    """The latest sky map (FITS bytes) in the log of an event or superevent
+    (a FITS file tagged ``sky_loc``), or ``None``. A superevent without one
+    falls back to its preferred event's."""
+    filename = _latest_skymap_file(graceid)
+    if filename is None and is_superevent(graceid):
+        graceid = gracedb.get_superevent(graceid)['preferred_event']
+        filename = _latest_skymap_file(graceid)
+    if filename is None:
+        return None
+    return gracedb.download(filename, graceid)
+
+
+@app.task(shared=False)
+def calculate_coincidence_far(objects, start, end):
+    """Compute the coincidence FARs of a superevent and an external event.
+
+    `objects` is ``[superevent, external_event, gw_skymap, ext_skymap]``
+    (sky maps as FITS bytes or ``None``); ``[start, end]`` is the window.
+    Returns the JSON-ready result: the temporal FAR (``None`` when the GW
+    FAR is unknown), and the sky map overlap and space-time FAR when both
+    sky maps exist.
+    """
+    superevent, ext_event, gw_skymap, ext_skymap = objects
+    rate = coincidence.external_rate(app.conf, ext_event['search'])
+    result = {
+        'superevent_id': superevent['superevent_id'],
+        'preferred_event': superevent['preferred_event'],
+        'external_event': ext_event['graceid'],
+        'gw_far': superevent['far'],
+        'external_rate': rate,
+        'window': [start, end],
+        'temporal_coinc_far': None,
+        'skymap_overlap': None,
+        'spatiotemporal_coinc_far': None,
+    }
+    if superevent['far'] is None:
+        return result
+    time_far = coincidence.temporal_far(superevent['far'], rate, start, end)
+    result['temporal_coinc_far'] = time_far
+    if gw_skymap is not None and ext_skymap is not None:
+        try:
+            overlap = external_skymaps.overlap_integral(gw_skymap, ext_skymap)
+        except (OSError, KeyError, ValueError) as e:
+            log.warning('Sky map overlap of %s and %s failed: %s',
+                        superevent['superevent_id'], ext_event['graceid'], e)
+        else:
+            result['skymap_overlap'] = overlap
+            result['spatiotemporal_coinc_far'] = coincidence.spacetime_far(
+                time_far, overlap)
+    return result
+
+
+def _combined_far(time_far, space_far):
+    return space_far if space_far is not None else time_far
+
+
+def _same(a, b):
+    if a is None or b is None:
+        return a is b
+    return abs(a - b) <= 1e-9 * max(abs(a), abs(b))
+
+
+def _link(superevent_id, ext_event):
+    """Add the external event to the superevent; whether it is new."""
+    member_of = ext_event.get('superevent')
+    if member_of == superevent_id:
+        return False
+    if member_of:
+        log.info('%s already belongs to %s: not added to %s',
+                 ext_event['graceid'], member_of, superevent_id)
+        return False
+    gracedb.add_event_to_superevent(superevent_id, ext_event['graceid'])
+    return True
+
+
+def _ensure_label(label, graceid, labels):
+    if label not in labels:
+        gracedb.create_label(label, graceid)
+
+
+def _far_message(result):
+    parts = []
+    if result['temporal_coinc_far'] is None:
+        parts.append('the GW FAR is unknown, so no coincidence FAR')
+    else:
+        parts.append(f"temporal coincidence FAR "
+                     f"{result['temporal_coinc_far']:.3e} Hz")
+    if result['spatiotemporal_coinc_far'] is not None:
+        parts.append(f"space-time coincidence FAR "
+                     f"{result['spatiotemporal_coinc_far']:.3e} Hz "
+                     f"(sky map overlap {result['skymap_overlap']:.3g})")
+    elif result['skymap_overlap'] is not None:
+        parts.append('the sky maps do not overlap')
+    return ', '.join(parts)
+
+
+@app.task(queue='exttrig', shared=False)
+def record_coincidence(result, superevent_id, ext_id):
+    """Record a coincidence in GraceDB.
+
+    Adds the external event to the superevent, writes ``em_type`` and the
+    FARs on the superevent when this is its most significant coincidence,
+    labels both ``EM_COINC`` (and ``RAVEN_ALERT`` when the combined FAR
+    times the trials factor passes the threshold), and logs the result on
+    both. A repeated computation that changes nothing writes nothing.
+    """
+    superevent = gracedb.get_superevent(superevent_id)
+    ext_event = gracedb.get_event(ext_id)
+    time_far = result['temporal_coinc_far']
+    space_far = result['spatiotemporal_coinc_far']
+    combined = _combined_far(time_far, space_far)
+
+    new_link = _link(superevent_id, ext_event)
+    best = _combined_far(superevent['time_coinc_far'],
+                         superevent['space_coinc_far'])
+    most_significant = (superevent['em_type'] in (None, ext_id)
+                        or best is None
+                        or (combined is not None and combined < best))
+    changed = new_link
+    if most_significant and not (
+            superevent['em_type'] == ext_id
+            and _same(superevent['time_coinc_far'], time_far)
+            and _same(superevent['space_coinc_far'], space_far)):
+        gracedb.update_superevent(superevent_id, em_type=ext_id,
+                                  time_coinc_far=time_far,
+                                  space_coinc_far=space_far)
+        changed = True
+
+    _ensure_label(EM_COINC, superevent_id, superevent['labels'])
+    _ensure_label(EM_COINC, ext_id, ext_event['labels'])
+    gw_group = coincidence.gw_group(superevent)
+    if (combined is not None
+            and NOT_GRB not in ext_event['labels']
+            and coincidence.passes_alert_threshold(app.conf, combined,
+                                                   gw_group)):
+        _ensure_label(RAVEN_ALERT, superevent_id, superevent['labels'])
+        _ensure_label(RAVEN_ALERT, ext_id, ext_event['labels'])
+
+    if changed:
+        start, end = result['window']
+        message = _far_message(result)
+        gracedb.upload(
+            json.dumps(result, indent=2).encode(), COINCIDENCE_FAR_FILENAME,
+            superevent_id,
+            f"RAVEN: {ext_event['pipeline']} {ext_event['search']} event "
+            f"{ext_id} coincides (window [{start:+g}, {end:+g}] s): "
+            f"{message}", tags=LOG_TAGS)
+        gracedb.upload(
+            None, None, ext_id,
+            f'RAVEN: coincides with superevent {superevent_id} (window '
+            f'[{start:+g}, {end:+g}] s): {message}', tags=LOG_TAGS)
+    log.info('RAVEN: %s and %s: %s', superevent_id, ext_id,
+             _far_message(result))
+    return result
+
+
+@lvalert.handler('superevent', 'test_superevent', 'mdc_superevent',
+                 queue='exttrig', shared=False)
+def handle_superevent(alert):
+    """Run the coincidence search for a new superevent, and again for a
+    coincident one (label ``EM_COINC``) when it changes (its preferred
+    event, hence its FAR) or gets a sky map."""
+    superevent_id = alert['uid']
+    alert_type = alert['alert_type']
+    if alert_type == 'new':
+        coincidence_search(superevent_id)
+        return
+    coincident = EM_COINC in (alert.get('object') or {}).get('labels', ())
+    if coincident and (alert_type == 'update' or (
+            alert_type == 'log' and _is_skymap_log(alert['data']))):
+        coincidence_search(superevent_id, log_none=False)
