@@ -1,0 +1,216 @@
+"""Publishing LVAlert messages through pluggable transports.
+
+A change writes its alerts to the ``outbox`` table in its own transaction
+(see :mod:`.store`). One :class:`Publisher` thread per transport sends the
+committed rows in order and records how far it got (``alert_cursors``), so
+an alert is never published before its change is committed, survives a
+restart of the server, and is retried while the transport is down.
+
+Transports implement ``name`` (a stable identifier used as the cursor
+key), ``publish(node, message)`` (raise on failure) and ``close()``:
+
+* :class:`RedisTransport`: Redis pub/sub, channel ``prefix + node``, the
+  message being the JSON text;
+* :class:`XMPPTransport`: XMPP publish-subscribe (XEP-0060) on
+  ``pubsub.<host>``, the production LVAlert protocol that sleek-lvalert
+  receives.
+"""
+
+import asyncio
+import contextlib
+import logging
+import netrc
+import threading
+import time
+import uuid
+import xml.etree.ElementTree as ET
+
+log = logging.getLogger(__name__)
+
+#: Namespace of the ``<entry>`` payload element of LVAlert items.
+PUBSUB_NAMESPACE = 'http://jabber.org/protocol/pubsub'
+
+
+class RedisTransport:
+    """Publish alerts on Redis pub/sub channels ``prefix + node``."""
+
+    def __init__(self, url, prefix='lvalert:'):
+        import redis
+
+        self.url = url
+        self.prefix = prefix
+        self.name = f'redis {url} {prefix}'
+        self.client = redis.Redis.from_url(url, socket_timeout=10,
+                                           socket_connect_timeout=10)
+
+    def publish(self, node, message):
+        self.client.publish(self.prefix + node, message)
+
+    def close(self):
+        self.client.close()
+
+
+class XMPPTransport:
+    """Publish alerts as XMPP pubsub items with an LVAlert client.
+
+    Credentials are ``username``/``password``, or else the netrc entry of
+    ``host`` (``netrc_file``, default ``$NETRC`` or ``~/.netrc``). Nodes
+    that do not exist yet are created, which needs an account that may
+    create pubsub nodes (an admin of the XMPP server). ``ca_certs`` is the
+    CA bundle that verifies the server's TLS certificate; ``address`` an
+    optional ``(host, port)`` to connect to instead of the domain's.
+    """
+
+    #: Seconds to wait for the connection and for each publication.
+    timeout = 20
+
+    def __init__(self, host, username=None, password=None, netrc_file=None,
+                 ca_certs=None, address=None):
+        if username is None or password is None:
+            auth = netrc.netrc(netrc_file).authenticators(host)
+            if auth is None:
+                raise ValueError(f'No netrc entry for XMPP server {host}')
+            username, _, password = auth
+        self.host = host
+        self.username = username
+        self.password = password
+        self.ca_certs = ca_certs
+        self.address = address
+        self.service = f'pubsub.{host}'
+        self.name = f'xmpp {username}@{host}'
+        self.nodes = set()
+        self.loop = None
+        self.client = None
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True,
+                                       name='gracedb-xmpp')
+        self.thread.start()
+
+    def _run(self):
+        from sleek_lvalert import LVAlertClient
+
+        self.loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(self.loop)
+        client = LVAlertClient(self.username, self.password,
+                               server=self.host,
+                               resource=f'gracedb-{uuid.uuid4().hex[:8]}')
+        if self.ca_certs:
+            client.ca_certs = self.ca_certs
+        client.add_event_handler('session_start',
+                                 lambda event: self.ready.set())
+        client.add_event_handler('disconnected',
+                                 lambda event: self.ready.clear())
+        client.init_plugins()
+        self.client = client
+        if self.address:
+            client.connect(*self.address)
+        else:
+            client.connect()
+        self.loop.run_forever()
+
+    async def _publish(self, node, message):
+        pubsub = self.client['xep_0060']
+        if node not in self.nodes:
+            nodes = await pubsub.get_nodes(self.service, timeout=self.timeout)
+            existing = {item[1] for item in nodes['disco_items']['items']}
+            if node not in existing:
+                await pubsub.create_node(self.service, node,
+                                         timeout=self.timeout)
+            self.nodes.add(node)
+        entry = ET.Element(f'{{{PUBSUB_NAMESPACE}}}entry')
+        entry.text = message
+        await pubsub.publish(self.service, node, payload=entry,
+                             timeout=self.timeout)
+
+    def publish(self, node, message):
+        if not self.ready.wait(self.timeout):
+            raise ConnectionError(f'not connected to XMPP server {self.host}')
+        future = asyncio.run_coroutine_threadsafe(
+            self._publish(node, message), self.loop)
+        future.result(self.timeout + 5)
+
+    def close(self):
+        if self.loop is None or self.client is None:
+            return
+
+        async def disconnect():
+            self.client.disconnect()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.client.disconnected, 5)
+            self.loop.stop()
+
+        asyncio.run_coroutine_threadsafe(disconnect(), self.loop)
+        self.thread.join(10)
+
+
+class Publisher:
+    """A thread that publishes the committed alerts through one transport,
+    in commit order, retrying with backoff while the transport fails."""
+
+    #: Longest pause (s) between attempts while the transport fails.
+    max_backoff = 10.0
+
+    def __init__(self, store, transport):
+        self.store = store
+        self.transport = transport
+        self.wakeup = threading.Event()
+        self.stopping = threading.Event()
+        self.idle = threading.Event()
+        self.db = store.connect()
+        self.cursor = store.alert_cursor(self.db, transport.name)
+        store.commit_listeners.append(self.wakeup.set)
+        self.thread = threading.Thread(
+            target=self._run, daemon=True,
+            name=f'gracedb-alerts {transport.name}')
+        self.thread.start()
+
+    def _run(self):
+        backoff = 0.1
+        while not self.stopping.is_set():
+            self.wakeup.clear()
+            rows = self.store.pending_alerts(self.db, self.cursor)
+            if not rows:
+                self.idle.set()
+                self.wakeup.wait(1.0)
+                continue
+            self.idle.clear()
+            for row in rows:
+                while not self.stopping.is_set():
+                    try:
+                        self.transport.publish(row['node'], row['message'])
+                    except Exception:
+                        log.exception('Publishing alert %d to %s over %s '
+                                      'failed; retrying in %.1f s',
+                                      row['id'], row['node'],
+                                      self.transport.name, backoff)
+                        self.stopping.wait(backoff)
+                        backoff = min(2 * backoff, self.max_backoff)
+                    else:
+                        backoff = 0.1
+                        self.cursor = row['id']
+                        self.store.advance_alert_cursor(
+                            self.db, self.transport.name, self.cursor)
+                        break
+                if self.stopping.is_set():
+                    break
+
+    def flush(self, timeout=10):
+        """Wait until every committed alert has been published."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            last = self.db.execute('SELECT COALESCE(MAX(id), 0) FROM outbox'
+                                   ).fetchone()[0]
+            if self.cursor >= last:
+                return True
+            self.wakeup.set()
+            time.sleep(0.01)
+        return False
+
+    def stop(self):
+        self.stopping.set()
+        self.wakeup.set()
+        self.thread.join(10)
+        with contextlib.suppress(ValueError):
+            self.store.commit_listeners.remove(self.wakeup.set)
+        self.transport.close()
+        self.db.close()
