@@ -277,3 +277,65 @@ external_skymap_max_error_radius = 180.0
 """Largest error radius (degrees) that still counts as a position: notices
 with a radius of 0 (no position yet, e.g. the first Fermi GBM alert) or of
 this value or more (SNEWS sends 360, meaning none) get no sky map."""
+
+# --- GraceDB server -------------------------------------------------------
+
+gracedb_timeout = 60
+"""Seconds that a GraceDB task waits for an answer before it counts the
+request as failed (and retries it)."""
+
+gracedb_max_retries = 10
+"""How many times a GraceDB task is retried when GraceDB cannot be
+reached, times out or answers 502, 503 or 504."""
+
+gracedb_retry_backoff_max = 600
+"""Longest wait (s) between two tries of a GraceDB task; the waits double
+from about a second, with random jitter."""
+
+gracedb_server_host = '127.0.0.1'
+"""Address on which ``gwcelery gracedb-server`` listens."""
+
+gracedb_server_port = 8000
+"""Port on which ``gwcelery gracedb-server`` listens."""
+
+gracedb_server_data_dir = 'gracedb-data'
+"""Directory of the local GraceDB server's database and uploaded files
+(relative paths are relative to the working directory)."""
+
+gracedb_server_public_url = None
+"""API root that the local GraceDB server writes in object links and
+alerts; ``None`` means ``http://HOST:PORT/api/`` (with 127.0.0.1 for a
+server listening on all addresses)."""
+
+gracedb_server_alert_transports = ['redis']
+"""How the local GraceDB server publishes its LVAlert messages: any of
+``'redis'`` (Redis pub/sub on channels ``lvalert_redis_channel_prefix`` +
+node) and ``'xmpp'`` (XMPP pubsub on ``pubsub.`` + the XMPP host, the
+production LVAlert protocol)."""
+
+gracedb_server_redis_url = None
+"""Redis server of the ``'redis'`` alert transport; ``None`` means
+:obj:`lvalert_redis_url`, or the broker if that is ``None`` too."""
+
+gracedb_server_xmpp_host = None
+"""XMPP server of the ``'xmpp'`` alert transport; ``None`` means
+:obj:`lvalert_host`."""
+
+gracedb_server_xmpp_netrc = None
+"""netrc file with the XMPP account (``machine HOST login USER password
+PW``) that publishes alerts; it must be allowed to create pubsub nodes.
+``None`` means ``$NETRC`` or ``~/.netrc``."""
+
+gracedb_server_xmpp_ca_certs = None
+"""CA bundle that verifies the XMPP server's TLS certificate (e.g. a
+local prosody's self-signed one); ``None`` means sleek-lvalert's bundle."""
+
+gracedb_server_write_users = None
+"""If not ``None``, the list of user names that may change anything on the
+local GraceDB server (reads stay open to all). Combine it with
+:obj:`gracedb_server_passwords_file` so that the names are verified."""
+
+gracedb_server_passwords_file = None
+"""If not ``None``, a file of ``USER PASSWORD`` lines: Basic credentials
+must match a line and a Bearer token must equal one of the passwords
+(requests with no credentials stay anonymous)."""

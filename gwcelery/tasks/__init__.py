@@ -2,3 +2,4 @@
 
 from . import core  # noqa: F401
 from . import external_skymaps  # noqa: F401
+from . import gracedb  # noqa: F401

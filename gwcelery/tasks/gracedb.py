@@ -1,0 +1,310 @@
+"""Tasks that talk to GraceDB.
+
+Each worker process holds one :class:`gracedb_sdk.Client`, built on first
+use from :obj:`~gwcelery.conf.gracedb_url` (so the same tasks talk to the
+local server or to a production GraceDB) and dropped after a fork.
+
+Every task retries with exponential backoff (up to
+:obj:`~gwcelery.conf.gracedb_max_retries` times, waits capped at
+:obj:`~gwcelery.conf.gracedb_retry_backoff_max` seconds) when GraceDB
+cannot be reached, times out (:obj:`~gwcelery.conf.gracedb_timeout`) or
+answers 502, 503 or 504. Any other error answer fails at once with a
+:class:`requests.HTTPError` whose message includes the server's.
+
+A ``graceid`` argument may name an event (``G123``) or a superevent
+(``S250101a``).
+"""
+
+import functools
+import json
+import logging
+import os
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from .. import app
+
+log = logging.getLogger(__name__)
+
+#: HTTP statuses after which a request is worth repeating.
+RETRYABLE_STATUSES = (502, 503, 504)
+
+#: The message of GraceDB's 400 answer to a PATCH that changes nothing.
+NO_CHANGE_MESSAGE = 'Request would not modify the superevent'
+
+#: The messages of GraceDB's 400 answer to applying a superevent label
+#: twice (legacy API and v2 API).
+DUPLICATE_LABEL_MESSAGES = ('The fields superevent, name must make a unique '
+                            'set.', 'already applied to superevent')
+
+VOEVENT_TYPE_NAMES = {'EW': 'earlywarning', 'PR': 'preliminary',
+                      'IN': 'initial', 'UP': 'update', 'RE': 'retraction'}
+
+
+class GraceDbUnavailable(Exception):
+    """GraceDB could not be reached, timed out or answered 502/503/504;
+    the task is retried."""
+
+
+class TimeoutAdapter(HTTPAdapter):
+    """An HTTP adapter that applies a default time-out to every request."""
+
+    def __init__(self, timeout, **kwargs):
+        self.timeout = timeout
+        super().__init__(**kwargs)
+
+    def send(self, request, timeout=None, **kwargs):
+        return super().send(request, timeout=timeout or self.timeout,
+                            **kwargs)
+
+
+_client = None
+
+
+def _forget_client():
+    global _client
+    _client = None
+
+
+# A session's sockets must not be shared between a parent and its forks.
+os.register_at_fork(after_in_child=_forget_client)
+
+
+def client():
+    """This process's gracedb-sdk client for ``app.conf.gracedb_url``."""
+    global _client
+    url = app.conf['gracedb_url']
+    if _client is None or _client.url != url:
+        from gracedb_sdk import Client
+
+        new_client = Client(url)
+        adapter = TimeoutAdapter(app.conf['gracedb_timeout'])
+        new_client.session.mount('http://', adapter)
+        new_client.session.mount('https://', adapter)
+        if _client is not None:
+            _client.close()
+        _client = new_client
+    return _client
+
+
+def server_message(response):
+    """The error message in a GraceDB error response body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text.strip()
+    if isinstance(body, dict) and 'error' in body:
+        return str(body['error'])
+    if isinstance(body, str):
+        return body
+    return json.dumps(body)
+
+
+def _translate_errors(func):
+    """Turn transient failures into :class:`GraceDbUnavailable` (retried)
+    and other HTTP errors into ones that carry the server's message."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except requests.HTTPError as exc:
+            response = exc.response
+            if response is None:
+                raise GraceDbUnavailable(str(exc)) from exc
+            message = (f'{response.status_code} {response.reason} for '
+                       f'{response.request.method} {response.url}: '
+                       f'{server_message(response)}')
+            if response.status_code in RETRYABLE_STATUSES:
+                raise GraceDbUnavailable(message) from exc
+            raise requests.HTTPError(message, response=response,
+                                     request=exc.request) from None
+        except (requests.ConnectionError, requests.Timeout,
+                requests.exceptions.ChunkedEncodingError) as exc:
+            raise GraceDbUnavailable(f'{type(exc).__name__}: {exc}') from exc
+
+    return wrapper
+
+
+def gracedb_task(func):
+    """Register ``func`` as a GraceDB task with the retry policy."""
+    return app.task(
+        shared=False, name=f'{__name__}.{func.__name__}',
+        autoretry_for=(GraceDbUnavailable,), retry_backoff=True,
+        retry_backoff_max=app.conf['gracedb_retry_backoff_max'],
+        retry_jitter=True, max_retries=app.conf['gracedb_max_retries'],
+    )(_translate_errors(func))
+
+
+def _status_is(exc, status, *messages):
+    response = exc.response
+    if response is None or response.status_code != status:
+        return False
+    text = server_message(response)
+    return not messages or any(message in text for message in messages)
+
+
+# --- events ---------------------------------------------------------------
+
+
+@gracedb_task
+def get_event(graceid):
+    """Return the event (or superevent) ``graceid`` as a dict."""
+    return client().events[graceid].get()
+
+
+@gracedb_task
+def get_events(query):
+    """Return the list of events that match the GraceDB ``query``."""
+    return list(client().events.search(query=query))
+
+
+@gracedb_task
+def create_event(filecontents, search, pipeline, group, labels=(),
+                 filename='initial.data'):
+    """Upload a new event from its file (e.g. a ``coinc.xml``); return the
+    event. A time-out after the server stored it may make a duplicate when
+    the task is retried."""
+    return client().events.create(
+        filename=filename, filecontents=filecontents, search=search,
+        pipeline=pipeline, group=group, labels=list(labels) or None)
+
+
+@gracedb_task
+def replace_event(graceid, payload):
+    """Replace the data of event ``graceid`` with a new file ``payload``."""
+    client().events.update(graceid, filecontents=payload)
+
+
+# --- superevents ----------------------------------------------------------
+
+
+@gracedb_task
+def get_superevent(superevent_id):
+    """Return the superevent ``superevent_id`` as a dict."""
+    return client().superevents[superevent_id].get()
+
+
+@gracedb_task
+def get_superevents(query):
+    """Return the list of superevents that match the GraceDB ``query``."""
+    return list(client().superevents.search(query=query))
+
+
+@gracedb_task
+def create_superevent(graceid, t0, t_start, t_end):
+    """Create a superevent with ``graceid`` as its preferred event; the
+    category follows from the graceid's prefix. Return the superevent."""
+    return client().superevents.create(
+        t_start=t_start, t_0=t0, t_end=t_end, preferred_event=graceid)
+
+
+@gracedb_task
+def update_superevent(superevent_id, t_start=None, t_end=None, t_0=None,
+                      preferred_event=None, em_type=None,
+                      time_coinc_far=None, space_coinc_far=None):
+    """Change the given (non-``None``) parameters of a superevent. A request
+    that changes nothing is not an error."""
+    values = {key: value for key, value in (
+        ('t_start', t_start), ('t_end', t_end), ('t_0', t_0),
+        ('preferred_event', preferred_event), ('em_type', em_type),
+        ('time_coinc_far', time_coinc_far),
+        ('space_coinc_far', space_coinc_far)) if value is not None}
+    if not values:
+        return
+    try:
+        client().superevents.update(superevent_id, **values)
+    except requests.HTTPError as exc:
+        if not _status_is(exc, 400, NO_CHANGE_MESSAGE):
+            raise
+        log.info('Superevent %s already has %s', superevent_id, values)
+
+
+@gracedb_task
+def add_event_to_superevent(superevent_id, graceid):
+    """Add the event ``graceid`` to a superevent."""
+    client().superevents[superevent_id].add(graceid)
+
+
+# --- labels ---------------------------------------------------------------
+
+
+@gracedb_task
+def create_label(label, graceid):
+    """Apply ``label`` to an event or superevent. A label that is already
+    applied is not an error (GraceDB answers 200 for events and 400 for
+    superevents)."""
+    try:
+        client().events[graceid].labels.create(label)
+    except requests.HTTPError as exc:
+        if not _status_is(exc, 400, *DUPLICATE_LABEL_MESSAGES):
+            raise
+        log.info('Label %s was already applied to %s', label, graceid)
+
+
+@gracedb_task
+def remove_label(label, graceid):
+    """Remove ``label`` from an event or superevent. A label that is not
+    applied is not an error (GraceDB answers 404)."""
+    try:
+        client().events[graceid].labels.delete(label)
+    except requests.HTTPError as exc:
+        if not _status_is(exc, 404):
+            raise
+        log.info('Label %s was not applied to %s (or %s does not exist)',
+                 label, graceid, graceid)
+
+
+@gracedb_task
+def get_labels(graceid):
+    """Return the names of the labels of an event or superevent."""
+    return [label['name'] for label in client().events[graceid].labels.get()]
+
+
+# --- logs and files -------------------------------------------------------
+
+
+@gracedb_task
+def upload(filecontents, filename, graceid, message, tags=()):
+    """Write a log message, with a file unless ``filecontents`` is ``None``,
+    and tags. Return the log entry."""
+    logs = client().events[graceid].logs
+    if filecontents is None:
+        return logs.create(comment=message, tags=list(tags))
+    return logs.create(comment=message, filename=filename,
+                       filecontents=filecontents, tags=list(tags))
+
+
+@gracedb_task
+def download(filename, graceid):
+    """Return the contents (bytes) of a file of an event or superevent;
+    ``filename`` may carry a version (``name,2``)."""
+    return client().events[graceid].files[filename].get().read()
+
+
+@gracedb_task
+def get_log(graceid):
+    """Return the log entries of an event or superevent."""
+    return client().events[graceid].logs.get()
+
+
+# --- VOEvents -------------------------------------------------------------
+
+
+@gracedb_task
+def create_voevent(graceid, voevent_type, **kwargs):
+    """Have GraceDB create a VOEvent of ``voevent_type`` (``preliminary``,
+    ``initial``, ``update``, ``retraction``, ``earlywarning`` or the codes
+    ``PR``, ...) with the given parameters; return the VOEvent's file
+    name."""
+    voevent_type = VOEVENT_TYPE_NAMES.get(voevent_type, voevent_type)
+    voevent = client().events[graceid].voevents.create(
+        voevent_type=voevent_type, **kwargs)
+    return voevent['filename']
+
+
+@gracedb_task
+def get_voevents(graceid):
+    """Return the VOEvents of an event or superevent."""
+    return client().events[graceid].voevents.get()
