@@ -339,3 +339,77 @@ gracedb_server_passwords_file = None
 """If not ``None``, a file of ``USER PASSWORD`` lines: Basic credentials
 must match a line and a Bearer token must equal one of the passwords
 (requests with no credentials stay anonymous)."""
+
+# --- Orchestrator ---------------------------------------------------------
+
+superevent_clean_up_timeout = 270.0
+"""Seconds after the preliminary alert during which the orchestrator
+watches the superevent: if its preferred event changed in that time, a
+second preliminary notice with the new event's products follows at the
+end of it."""
+
+orchestrator_skymap_timeout = 120.0
+"""Seconds after a CBC superevent appears by which its preliminary alert
+goes out even if no EM_READY label came (e.g. because the localisation of
+the preferred event failed): the alert then carries what is available,
+without a sky map if need be."""
+
+bayestar_f_low = 30.0
+"""Low-frequency cutoff (Hz) of the BAYESTAR likelihood."""
+
+bayestar_waveform = 'o2-uberbank'
+"""Waveform approximant of the BAYESTAR templates (``'o2-uberbank'``:
+TaylorF2 or SEOBNRv4_ROM by the O2 template-bank rule)."""
+
+bayestar_enable_snr_series = True
+"""Use the SNR time series that pipelines upload in ``coinc.xml`` (when
+present) rather than the template autocorrelation."""
+
+bayestar_omp_threads = None
+"""OpenMP threads for BAYESTAR; ``None`` means every core the openmp
+worker may use."""
+
+skymap_plot_dpi = 100
+"""Resolution (dots per inch) of the all-sky PNG."""
+
+volume_plot_resolution = 64
+"""Pixels along each side of the three projections of the volume plot.
+The cost grows with its square: ligo.skymap's default (525 at 300 dpi)
+took ten minutes on two cores."""
+
+volume_plot_dpi = 100
+"""Resolution (dots per inch) of the volume PNG."""
+
+em_bright_ns_max_mass = 3.0
+"""Heaviest neutron star (solar masses): a lighter component counts as a
+neutron star for HasNS."""
+
+em_bright_mass_gap_max = 5.0
+"""Upper edge (solar masses) of the mass gap between neutron stars and
+black holes (HasMassGap)."""
+
+em_bright_ns_radius = 12.0
+"""Neutron-star radius (km) assumed in the remnant-mass fit (HasRemnant)."""
+
+em_bright_mchirp_fractional_error = 0.01
+"""Fractional standard deviation of the chirp mass about the template's,
+in the HasNS/HasRemnant sampling."""
+
+em_bright_eta_error = 0.02
+"""Standard deviation of the symmetric mass ratio about the template's,
+in the HasNS/HasRemnant sampling."""
+
+em_bright_samples = 10000
+"""Number of mass samples drawn for HasNS/HasRemnant."""
+
+p_astro_far_threshold = 1 / (30 * 86400)
+"""FAR (Hz) at the threshold of the searches, FAR* in the p_astro model:
+the background density of a candidate is its FAR over this."""
+
+p_astro_snr_threshold = 8.5
+"""Network SNR at the threshold of the searches, rho* in the p_astro
+model's uniform-in-volume foreground density."""
+
+voevent_ivorn_prefix = 'ivo://gwnet/LVC#'
+"""IVORN of the VOEvents we author, up to the ``#`` before
+``{superevent_id}-{N}-{AlertType}``."""

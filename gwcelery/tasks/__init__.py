@@ -1,5 +1,12 @@
 """Celery tasks, one module per concern."""
 
-from . import core  # noqa: F401
-from . import external_skymaps  # noqa: F401
-from . import gracedb  # noqa: F401
+from . import (
+    bayestar,  # noqa: F401
+    circulars,  # noqa: F401
+    core,  # noqa: F401
+    em_bright,  # noqa: F401
+    external_skymaps,  # noqa: F401
+    gracedb,  # noqa: F401
+    p_astro,  # noqa: F401
+    skymaps,  # noqa: F401
+)

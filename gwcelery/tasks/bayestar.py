@@ -1,0 +1,105 @@
+"""Rapid sky localisation with BAYESTAR (ligo.skymap).
+
+:func:`localize` runs on the ``openmp`` queue: the openmp worker takes one
+task at a time and gives it every core through OpenMP.
+"""
+
+import io
+import logging
+import os
+import tempfile
+
+from .. import app
+
+log = logging.getLogger(__name__)
+
+#: Name of the sky map file that :func:`localize`'s output is uploaded as.
+SKYMAP_FILENAME = 'bayestar.multiorder.fits'
+
+
+def _omp_threads():
+    """Number of OpenMP threads for BAYESTAR: the setting, else every core
+    this process may run on."""
+    configured = app.conf.bayestar_omp_threads
+    if configured:
+        return int(configured)
+    return len(os.sched_getaffinity(0))
+
+
+def read_event(coinc_bytes, psd_bytes):
+    """Return the single coincidence of a GraceDB CBC upload as a
+    :class:`ligo.skymap.io.events.Event`.
+
+    ``coinc_bytes`` is the LIGO-LW ``coinc.xml`` and ``psd_bytes`` the
+    (optionally gzip-compressed) LIGO-LW PSD file uploaded beside it.
+    """
+    from ligo.skymap.io.events import ligolw
+
+    source = ligolw.open(io.BytesIO(coinc_bytes),
+                         psd_file=io.BytesIO(psd_bytes), coinc_def=None)
+    if len(source) != 1:
+        raise ValueError(
+            f'expected one coincidence in coinc.xml, found {len(source)}')
+    event, = source.values()
+    return event
+
+
+def skymap_to_fits_bytes(skymap):
+    """Serialise a multi-order sky map table to FITS bytes."""
+    from ligo.skymap.io import fits
+
+    with tempfile.TemporaryDirectory() as tmpdir:
+        filename = os.path.join(tmpdir, SKYMAP_FILENAME)
+        fits.write_sky_map(filename, skymap, moc=True)
+        with open(filename, 'rb') as f:
+            return f.read()
+
+
+@app.task(queue='openmp', shared=False)
+def localize(coinc_bytes, psd_bytes, graceid, disabled_detectors=()):
+    """Compute a 3-D multi-order sky map with BAYESTAR.
+
+    Parameters
+    ----------
+    coinc_bytes : bytes
+        The event's ``coinc.xml``.
+    psd_bytes : bytes
+        The event's ``psd.xml.gz``.
+    graceid : str
+        The event's GraceDB id, written to the FITS ``OBJECT`` header.
+    disabled_detectors : sequence of str
+        Detectors to leave out of the localisation (e.g. ``['V1']``).
+
+    Returns
+    -------
+    bytes
+        The sky map in multi-order FITS format
+        (``bayestar.multiorder.fits``). The header keeps BAYESTAR's own
+        ``RUNTIME`` (seconds of computation).
+
+    Raises :class:`ValueError` or :class:`ArithmeticError` when BAYESTAR
+    cannot localise the event (e.g. no usable detector).
+    """
+    from ligo.skymap import omp
+    from ligo.skymap.bayestar import localize as bayestar_localize
+    from ligo.skymap.io.events import detector_disabled
+
+    event = read_event(coinc_bytes, psd_bytes)
+    if disabled_detectors:
+        source = detector_disabled.open({graceid: event},
+                                        list(disabled_detectors))
+        event = source[graceid]
+
+    omp.num_threads = _omp_threads()
+    log.info('%s: BAYESTAR with %d OpenMP threads, f_low=%g Hz, %s',
+             graceid, omp.num_threads, app.conf.bayestar_f_low,
+             app.conf.bayestar_waveform)
+    skymap = bayestar_localize(
+        event,
+        waveform=app.conf.bayestar_waveform,
+        f_low=app.conf.bayestar_f_low,
+        enable_snr_series=app.conf.bayestar_enable_snr_series)
+    skymap.meta['objid'] = str(graceid)
+    log.info('%s: BAYESTAR finished in %.1f s', graceid,
+             skymap.meta['runtime'])
+    return skymap_to_fits_bytes(skymap)
