@@ -13,7 +13,8 @@ from gwcelery import app
 from gwcelery.util.redis_server import RedisServer
 
 #: Fixture modules of the subsystems (``tests/fixtures/*.py``).
-pytest_plugins = ['tests.fixtures.orchestrator', 'tests.fixtures.gracedb']
+pytest_plugins = ['tests.fixtures.orchestrator', 'tests.fixtures.gracedb',
+                  'tests.fixtures.xmpp']
 
 #: Directory of the reference data shared beside the project.
 SHARED_DATA = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir,
