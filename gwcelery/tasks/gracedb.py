@@ -72,14 +72,17 @@ os.register_at_fork(after_in_child=_forget_client)
 
 
 def client():
-    """This process's gracedb-sdk client for ``app.conf.gracedb_url``."""
+    """This process's gracedb-sdk client for ``app.conf.gracedb_url`` (rebuilt
+    when that setting or :obj:`~gwcelery.conf.gracedb_timeout` changes)."""
     global _client
     url = app.conf['gracedb_url']
-    if _client is None or _client.url != url:
+    timeout = app.conf['gracedb_timeout']
+    if _client is None or (_client.url, _client.timeout) != (url, timeout):
         from gracedb_sdk import Client
 
         new_client = Client(url)
-        adapter = TimeoutAdapter(app.conf['gracedb_timeout'])
+        new_client.timeout = timeout
+        adapter = TimeoutAdapter(timeout)
         new_client.session.mount('http://', adapter)
         new_client.session.mount('https://', adapter)
         if _client is not None:
