@@ -321,6 +321,10 @@ gracedb_server_xmpp_host = None
 """XMPP server of the ``'xmpp'`` alert transport; ``None`` means
 :obj:`lvalert_host`."""
 
+gracedb_server_xmpp_port = None
+"""Port of the XMPP server of the ``'xmpp'`` alert transport; ``None``
+means ``lvalert_port`` if that is set, else the standard one (5222)."""
+
 gracedb_server_xmpp_netrc = None
 """netrc file with the XMPP account (``machine HOST login USER password
 PW``) that publishes alerts; it must be allowed to create pubsub nodes.

@@ -13,7 +13,7 @@ key), ``publish(node, message)`` (raise on failure) and ``close()``:
   message being the JSON text;
 * :class:`XMPPTransport`: XMPP publish-subscribe (XEP-0060) on
   ``pubsub.<host>``, the production LVAlert protocol that sleek-lvalert
-  receives.
+  receives: each item's payload is ``<entry xmlns="http://jabber.org/protocol/pubsub">JSON</entry>``.
 """
 
 import asyncio
@@ -51,7 +51,7 @@ class RedisTransport:
 
 
 class XMPPTransport:
-    """Publish alerts as XMPP pubsub items with an LVAlert client.
+    """Publish alerts as XMPP pubsub items (slixmpp, XEP-0060).
 
     Credentials are ``username``/``password``, or else the netrc entry of
     ``host`` (``netrc_file``, default ``$NETRC`` or ``~/.netrc``). Nodes
@@ -87,17 +87,22 @@ class XMPPTransport:
         self.thread.start()
 
     def _run(self):
-        from sleek_lvalert import LVAlertClient
+        import slixmpp
 
         self.loop = asyncio.new_event_loop()
         asyncio.set_event_loop(self.loop)
-        client = LVAlertClient(self.username, self.password,
-                               server=self.host,
-                               resource=f'gracedb-{uuid.uuid4().hex[:8]}')
+        client = slixmpp.ClientXMPP(
+            f'{self.username}@{self.host}/gracedb-{uuid.uuid4().hex[:8]}',
+            self.password)
+        client.register_plugin('xep_0060')
         if self.ca_certs:
             client.ca_certs = self.ca_certs
-        client.add_event_handler('session_start',
-                                 lambda event: self.ready.set())
+
+        async def session_start(event):
+            client.send_presence()
+            self.ready.set()
+
+        client.add_event_handler('session_start', session_start)
         client.add_event_handler('disconnected',
                                  lambda event: self.ready.clear())
         client.init_plugins()
@@ -106,10 +111,18 @@ class XMPPTransport:
             client.connect(*self.address)
         else:
             client.connect()
-        self.loop.run_forever()
+        try:
+            self.loop.run_forever()
+        finally:
+            pending = asyncio.all_tasks(self.loop)
+            for task in pending:
+                task.cancel()
+            self.loop.run_until_complete(
+                asyncio.gather(*pending, return_exceptions=True))
+            self.loop.close()
 
     async def _publish(self, node, message):
-        pubsub = self.client['xep_0060']
+        pubsub = self.client.plugin['xep_0060']
         if node not in self.nodes:
             nodes = await pubsub.get_nodes(self.service, timeout=self.timeout)
             existing = {item[1] for item in nodes['disco_items']['items']}
@@ -134,7 +147,7 @@ class XMPPTransport:
             return
 
         async def disconnect():
-            self.client.disconnect()
+            self.client.disconnect(wait=1)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.client.disconnected, 5)
             self.loop.stop()

@@ -35,10 +35,13 @@ def alert_transports(conf, names):
             prefix = conf.get('lvalert_redis_channel_prefix', 'lvalert:')
             transports.append(RedisTransport(url, prefix))
         elif name == 'xmpp':
+            host = conf['gracedb_server_xmpp_host'] or conf['lvalert_host']
+            port = (conf['gracedb_server_xmpp_port']
+                    or conf.get('lvalert_port'))
             transports.append(XMPPTransport(
-                conf['gracedb_server_xmpp_host'] or conf['lvalert_host'],
-                netrc_file=conf['gracedb_server_xmpp_netrc'],
-                ca_certs=conf['gracedb_server_xmpp_ca_certs']))
+                host, netrc_file=conf['gracedb_server_xmpp_netrc'],
+                ca_certs=conf['gracedb_server_xmpp_ca_certs'],
+                address=(host, port) if port else None))
         elif name != 'none':
             raise click.BadParameter(f'unknown alert transport {name!r}',
                                      param_hint='--alerts')
