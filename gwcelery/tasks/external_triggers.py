@@ -14,6 +14,7 @@ classification, or the ``Def_NOT_a_GRB`` flag) are recorded with the label
 ``NOT_GRB`` and left out of the coincidence search.
 """
 
+import requests
 from celery import chain
 from celery.utils.log import get_task_logger
 
@@ -65,12 +66,17 @@ def replace_if_newer(event, notice, payload):
     """Replace the recorded notice of `event` with `payload` if it differs
     and is not older; return whether it was replaced."""
     graceid = event['graceid']
-    recorded = gracedb.download(EVENT_FILENAME, graceid)
+    try:
+        recorded = gracedb.download(EVENT_FILENAME, graceid)
+    except requests.HTTPError as e:
+        log.warning('%s: cannot read the notice recorded in %s (%s); '
+                    'replacing it', describe(notice), graceid, e)
+        recorded = None
     if recorded == payload:
         log.info('%s: identical notice %s already recorded in %s; nothing '
                  'to do', describe(notice), notice.ivorn, graceid)
         return False
-    previous = _parse_or_none(
+    previous = None if recorded is None else _parse_or_none(
         recorded, app.conf['external_skymap_max_error_radius'])
     if previous is not None and notice.date < previous.date:
         log.info('%s: notice %s of %s is older than the one recorded in %s '
