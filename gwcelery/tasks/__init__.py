@@ -6,6 +6,7 @@ from . import (
     core,  # noqa: F401
     em_bright,  # noqa: F401
     external_skymaps,  # noqa: F401
+    first2years,  # noqa: F401
     gracedb,  # noqa: F401
     p_astro,  # noqa: F401
     skymaps,  # noqa: F401

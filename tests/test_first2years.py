@@ -1,0 +1,69 @@
+"""Mock events: simulated candidates moved to a new time and uploaded."""
+
+import gzip
+import io
+import random
+
+import pytest
+from igwn_ligolw import lsctables, utils
+from igwn_ligolw.ligolw import LIGOLWContentHandler
+
+from gwcelery import app
+from gwcelery.tasks import first2years, gracedb
+
+
+def singles(coinc):
+    doc = utils.load_fileobj(io.BytesIO(coinc),
+                             contenthandler=LIGOLWContentHandler)
+    return [(row.ifo, float(row.end), row.snr)
+            for row in lsctables.SnglInspiralTable.get_table(doc)]
+
+
+@pytest.mark.parametrize('number', range(first2years.NUM_SIGNALS))
+def test_every_shipped_signal_loads_for_every_pipeline(number):
+    for pipeline in first2years.PIPELINES:
+        coinc = first2years.load_candidate(number, pipeline)
+        assert len(singles(coinc)) >= 2
+        assert first2years.coinc_time(coinc) > 0
+    assert gzip.decompress(first2years.load_psd()).startswith(b'<?xml')
+
+
+def test_shift_moves_every_time_by_the_offset():
+    coinc = first2years.load_candidate(2, 'gstlal')
+    shifted = first2years.shift_coinc(coinc, 1e8 + 0.25)
+    before, after = singles(coinc), singles(shifted)
+    for (ifo, t0, snr), (ifo2, t1, snr2) in zip(before, after, strict=True):
+        assert (ifo, snr) == (ifo2, snr2)
+        assert t1 - t0 == pytest.approx(1e8 + 0.25, abs=1e-6)
+    assert first2years.coinc_time(shifted) == pytest.approx(
+        first2years.coinc_time(coinc) + 1e8 + 0.25, abs=1e-6)
+
+
+def test_plan_keeps_the_pipelines_time_differences():
+    gpstime = 1400000000.0
+    plan = first2years.plan_uploads(4, gpstime, random.Random(3))
+    assert 1 <= len(plan) <= 3
+    assert len({pipeline for pipeline, _, _ in plan}) == len(plan)
+    times = [first2years.coinc_time(coinc) for _, coinc, _ in plan]
+    assert times[0] == pytest.approx(gpstime, abs=1e-6)
+    assert all(abs(t - gpstime) < 0.05 for t in times)
+    assert all(0.1 <= delay <= 2.0 for _, _, delay in plan)
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures('gracedb')
+def test_upload_event_eagerly_to_local_gracedb(monkeypatch):
+    monkeypatch.setitem(app.conf, 'task_always_eager', True)
+    monkeypatch.setitem(app.conf, 'task_eager_propagates', True)
+    gpstime = 1400000000.0
+    first2years.upload_event(number=0, gpstime=gpstime)
+    events = gracedb.get_events('MDC 1399999999 .. 1400000001')
+    assert 1 <= len(events) <= 3
+    for event in events:
+        assert event['graceid'].startswith('M')
+        assert event['group'] == 'CBC'
+        assert event['search'] == 'MDC'
+        assert event['gpstime'] == pytest.approx(gpstime, abs=0.05)
+        assert event['far'] < 1e-6
+        psd = gracedb.download('psd.xml.gz', event['graceid'])
+        assert psd == first2years.load_psd()
