@@ -352,11 +352,11 @@ watches the superevent: if its preferred event changed in that time, a
 second preliminary notice with the new event's products follows at the
 end of it."""
 
-orchestrator_skymap_timeout = 120.0
-"""Seconds after a CBC superevent appears by which its preliminary alert
-goes out even if no EM_READY label came (e.g. because the localisation of
-the preferred event failed): the alert then carries what is available,
-without a sky map if need be."""
+preliminary_alert_timeout = 120.0
+"""Seconds after a superevent appears by which its preliminary alert goes
+out even if no EM_READY label came (e.g. because the localisation of the
+preferred event failed): the alert then carries the products that exist,
+without a sky map if need be. It must exceed the usual BAYESTAR time."""
 
 bayestar_f_low = 30.0
 """Low-frequency cutoff (Hz) of the BAYESTAR likelihood."""

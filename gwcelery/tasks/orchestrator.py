@@ -1,0 +1,475 @@
+"""The orchestrator: from a candidate to a public alert.
+
+Two sets of LVAlert handlers drive it; every workflow is a Celery canvas
+(chains and groups of small tasks) and no task waits for another. Where a
+step needs values that only an earlier step computes (e.g. which files
+exist), a small task builds the rest of the workflow from them and starts
+it, or replaces itself with it (:meth:`celery.Task.replace`) when the
+enclosing chain goes on after it. Replacements never contain groups, so
+that the single-process eager mode needs no result backend.
+
+**Per event** (:func:`handle_cbc_event`, :func:`handle_burst_event`):
+
+* a new CBC event: download its ``coinc.xml``, then in parallel the
+  source properties (``em_bright.json``, label EMBRIGHT_READY) and the
+  source classification (``{pipeline}.p_astro.json``, label PASTRO_READY);
+* its ``psd.xml.gz`` upload: download both files, localise with BAYESTAR
+  on the ``openmp`` queue, upload ``bayestar.multiorder.fits`` (label
+  SKYMAP_READY). A failed localisation is written to the log of the event
+  and of its superevent (:func:`localization_failed`);
+* a burst event: the pipeline uploads its own sky map; its FITS upload
+  labels the event SKYMAP_READY.
+
+**Per superevent** (:func:`handle_superevent`):
+
+* EM_READY (the superevent manager applies it once the preferred event
+  has all of its products): the preliminary alert
+  (:func:`preliminary_alert`): copy the preferred event's sky map and
+  classification to the superevent; plots and the FITS header page; the
+  VOEvent, registered with GraceDB, sent to GCN, label GCN_PRELIM_SENT;
+  the draft circular. If the preferred event changes within
+  :obj:`~gwcelery.conf.superevent_clean_up_timeout`, a second preliminary
+  alert follows (:func:`repeat_if_changed`).
+* a new superevent: if no EM_READY came within
+  :obj:`~gwcelery.conf.preliminary_alert_timeout` (e.g. the localisation
+  failed), the preliminary alert goes out with what exists
+  (:func:`fallback_preliminary`), saying so in the superevent's log.
+
+Alerts go out only for preferred events that pass the public-alert
+threshold (:func:`gwcelery.tasks.superevents.passes_public_threshold`).
+"""
+
+import json
+
+from celery import chain, group
+from celery.utils.log import get_task_logger
+
+from .. import app, voevent
+from . import (
+    bayestar,
+    circulars,
+    core,
+    em_bright,
+    gcn,
+    gracedb,
+    lvalert,
+    p_astro,
+    skymaps,
+    superevents,
+)
+
+log = get_task_logger(__name__)
+
+EM_BRIGHT_FILENAME = 'em_bright.json'
+"""Source properties file of a CBC event."""
+
+COINC_FILENAME = 'coinc.xml'
+"""The candidate file that CBC pipelines upload."""
+
+PSD_FILENAME = 'psd.xml.gz'
+"""The noise spectra that CBC pipelines upload after the candidate."""
+
+CIRCULAR_FILENAME = 'circular.txt'
+"""Draft GCN Circular of a superevent."""
+
+CBC_NODES = tuple(f'{prefix}_{pipeline}'
+                  for pipeline, group_name
+                  in superevents.PIPELINE_GROUPS.items()
+                  if group_name == 'CBC' for prefix in ('cbc', 'test'))
+"""LVAlert nodes of the CBC searches (production/MDC and Test)."""
+
+BURST_NODES = tuple(f'{prefix}_{pipeline}'
+                    for pipeline, group_name
+                    in superevents.PIPELINE_GROUPS.items()
+                    if group_name == 'Burst' for prefix in ('burst', 'test'))
+"""LVAlert nodes of the burst searches (production/MDC and Test)."""
+
+SUPEREVENT_NODES = ('superevent', 'test_superevent', 'mdc_superevent')
+"""LVAlert nodes of the superevents of each category."""
+
+FITS_SUFFIXES = ('.fits', '.fits.gz')
+
+
+# --- per event ------------------------------------------------------------
+
+
+def _is_candidate(event):
+    """Whether an event can become part of an alert: it has a FAR below
+    the superevent manager's threshold (others are never in a
+    superevent, so their products would be wasted)."""
+    far = event.get('far')
+    return far is not None and far <= app.conf.superevent_far_threshold
+
+
+@lvalert.handler(*CBC_NODES, shared=False, ignore_result=True)
+def handle_cbc_event(alert):
+    """Annotate a CBC event: classification on ``new``, localisation once
+    its PSD is uploaded (a ``log`` alert for ``psd.xml.gz``)."""
+    event = alert['object']
+    graceid = event['graceid']
+    if not _is_candidate(event):
+        return
+    if alert['alert_type'] == 'new':
+        classify_canvas(event).delay()
+    elif (alert['alert_type'] == 'log'
+          and alert['data'].get('filename') == PSD_FILENAME):
+        localize_canvas(graceid).delay()
+
+
+def classify_canvas(event):
+    """Download ``coinc.xml``; in parallel, source properties and
+    classification, each uploaded and labelled."""
+    graceid = event['graceid']
+    pipeline = event['pipeline']
+    return chain(
+        gracedb.download.si(COINC_FILENAME, graceid),
+        group(
+            chain(em_bright.source_properties.s(),
+                  gracedb.upload.s(EM_BRIGHT_FILENAME, graceid,
+                                   'Source properties (HasNS, HasRemnant)',
+                                   ['em_bright', 'public']),
+                  gracedb.create_label.si('EMBRIGHT_READY', graceid)),
+            chain(p_astro.compute_p_astro.s(event),
+                  gracedb.upload.s(p_astro.filename(pipeline), graceid,
+                                   'Source classification (p_astro)',
+                                   ['p_astro', 'public']),
+                  gracedb.create_label.si('PASTRO_READY', graceid)),
+        ))
+
+
+def localize_canvas(graceid):
+    """Download ``coinc.xml`` and ``psd.xml.gz``, localise (openmp queue),
+    upload the sky map, label SKYMAP_READY; report a failure in the
+    logs."""
+    return chain(
+        group(gracedb.download.si(COINC_FILENAME, graceid),
+              gracedb.download.si(PSD_FILENAME, graceid)),
+        localize_files.s(graceid),
+        gracedb.upload.s(bayestar.SKYMAP_FILENAME, graceid,
+                         'Sky localization complete (BAYESTAR)',
+                         ['sky_loc', 'public']),
+        gracedb.create_label.si('SKYMAP_READY', graceid),
+    ).on_error(localization_failed.s(graceid))
+
+
+@app.task(shared=False, bind=True)
+def localize_files(self, files, graceid):
+    """Run :func:`gwcelery.tasks.bayestar.localize` on the downloaded
+    ``[coinc.xml, psd.xml.gz]`` contents (it replaces this task, so the
+    rest of the chain follows the localisation)."""
+    coinc_bytes, psd_bytes = files
+    return self.replace(bayestar.localize.si(coinc_bytes, psd_bytes,
+                                             graceid))
+
+
+@app.task(shared=False, ignore_result=True)
+def localization_failed(request, exc, traceback, graceid):
+    """Error callback of :func:`localize_canvas`: write the failure to the
+    event's log and, if it is in one, to its superevent's (an alert then
+    goes out without this sky map, see :func:`fallback_preliminary`)."""
+    message = (f'Sky localization of {graceid} failed in '
+               f'{request.task}: {type(exc).__name__}: {exc}')
+    log.error('%s', message)
+    gracedb.upload.delay(None, None, graceid, message, ['sky_loc'])
+    chain(gracedb.get_event.si(graceid),
+          log_on_superevent.s(message)).delay()
+
+
+@app.task(shared=False, bind=True, ignore_result=True)
+def log_on_superevent(self, event, message):
+    """Write ``message`` to the log of the superevent of ``event`` (if
+    it is in one yet)."""
+    superevent_id = event.get('superevent')
+    if superevent_id:
+        return self.replace(gracedb.upload.si(None, None, superevent_id,
+                                              message, ['sky_loc']))
+
+
+@lvalert.handler(*BURST_NODES, shared=False, ignore_result=True)
+def handle_burst_event(alert):
+    """Label a burst event SKYMAP_READY once its pipeline uploaded a FITS
+    sky map."""
+    event = alert['object']
+    filename = (alert.get('data') or {}).get('filename') or ''
+    if (alert['alert_type'] == 'log' and filename.endswith(FITS_SUFFIXES)
+            and _is_candidate(event)):
+        gracedb.create_label.delay('SKYMAP_READY', event['graceid'])
+
+
+# --- per superevent -------------------------------------------------------
+
+
+@lvalert.handler(*SUPEREVENT_NODES, shared=False, ignore_result=True)
+def handle_superevent(alert):
+    """Start the preliminary alert on EM_READY; on a new superevent,
+    schedule :func:`fallback_preliminary`."""
+    superevent = alert['object']
+    superevent_id = superevent['superevent_id']
+    if alert['alert_type'] == 'new':
+        chain(gracedb.get_superevent.si(superevent_id),
+              fallback_preliminary.s()).apply_async(
+            countdown=app.conf.preliminary_alert_timeout)
+    elif (alert['alert_type'] == 'label_added'
+          and alert['data']['name'] == app.conf.superevent_em_ready_label):
+        if passes_threshold(superevent):
+            preliminary_alert(superevent).delay()
+
+
+def passes_threshold(superevent):
+    """Whether the superevent's preferred event may be alerted publicly;
+    log why not otherwise."""
+    if superevents.passes_public_threshold(superevent['preferred_event_data']):
+        return True
+    log.info('%s: preferred event %s does not pass the public alert '
+             'threshold: no alert', superevent['superevent_id'],
+             superevent['preferred_event'])
+    return False
+
+
+@app.task(shared=False, ignore_result=True)
+def fallback_preliminary(superevent):
+    """Send the preliminary alert of a superevent that got no EM_READY in
+    time (its preferred event lacks a product, e.g. its sky map), with
+    the products that exist, and say so in its log."""
+    labels = superevent['labels']
+    if (app.conf.superevent_em_ready_label in labels
+            or app.conf.superevent_frozen_label in labels
+            or not passes_threshold(superevent)):
+        return
+    preferred = superevent['preferred_event_data']
+    missing = sorted(superevents.required_labels(preferred)
+                     - set(preferred['labels']))
+    message = (f'Preferred event {preferred["graceid"]} still lacks '
+               f'{", ".join(missing)} after '
+               f'{app.conf.preliminary_alert_timeout:g} s: sending the '
+               'preliminary alert with the products available')
+    log.warning('%s: %s', superevent['superevent_id'], message)
+    group(gracedb.upload.si(None, None, superevent['superevent_id'], message,
+                            ['em_follow']),
+          preliminary_alert(superevent)).delay()
+
+
+def preliminary_alert(superevent):
+    """The canvas of a preliminary alert: read the preferred event's log
+    to see which products exist, then :func:`download_products`."""
+    return chain(gracedb.get_log.si(superevent['preferred_event']),
+                 download_products.s(superevent))
+
+
+def latest_files(log_entries):
+    """Map each file name in an event log to its latest ``name,version``."""
+    files = {}
+    for entry in log_entries:
+        if entry.get('filename'):
+            files[entry['filename']] = (f"{entry['filename']},"
+                                        f"{entry['file_version']}")
+    return files
+
+
+def choose_products(log_entries):
+    """Return the file names (or ``None``) of the sky map, source
+    properties and classification in an event log: BAYESTAR's sky map if
+    there is one, else the latest FITS file (a burst pipeline's)."""
+    files = latest_files(log_entries)
+    skymap = bayestar.SKYMAP_FILENAME if bayestar.SKYMAP_FILENAME in files \
+        else next((name for name in reversed(files)
+                   if name.endswith(FITS_SUFFIXES)), None)
+    p_astro_file = next((name for name in files
+                         if name.endswith('.p_astro.json')), None)
+    return [skymap, EM_BRIGHT_FILENAME if EM_BRIGHT_FILENAME in files
+            else None, p_astro_file]
+
+
+@app.task(shared=False, ignore_result=True)
+def download_products(log_entries, superevent):
+    """Download the preferred event's products (:func:`choose_products`)
+    in parallel, then :func:`publish_products`."""
+    preferred = superevent['preferred_event']
+    names = choose_products(log_entries)
+    chain(group(gracedb.download.si(name, preferred) if name
+                else core.identity.si(None) for name in names),
+          publish_products.s(superevent, names)).delay()
+
+
+def _skymap_basename(filename):
+    """``bayestar`` for ``bayestar.multiorder.fits``."""
+    return filename.split('.', 1)[0]
+
+
+@app.task(shared=False, ignore_result=True)
+def publish_products(contents, superevent, names):
+    """Upload the products to the superevent and fan out: the alert
+    (uploads, then :func:`send_preliminary`, label, circular) in parallel
+    with the plots and the FITS header page. Also schedules
+    :func:`repeat_if_changed` after
+    :obj:`~gwcelery.conf.superevent_clean_up_timeout`."""
+    superevent_id = superevent['superevent_id']
+    preferred = superevent['preferred_event']
+    skymap, em_bright_json, p_astro_json = contents
+    skymap_name, em_bright_name, p_astro_name = names
+
+    uploads = []
+    plots = []
+    if skymap is None:
+        uploads.append(gracedb.upload.si(
+            None, None, superevent_id,
+            f'No sky map available from {preferred}: the preliminary alert '
+            'goes out without one', ['sky_loc']))
+    else:
+        uploads.append(gracedb.upload.si(
+            skymap, skymap_name, superevent_id,
+            f'Sky map copied from {preferred}', ['sky_loc', 'public']))
+        base = _skymap_basename(skymap_name)
+        plots.append(chain(
+            skymaps.plot_allsky.si(skymap),
+            gracedb.upload.s(f'{base}.png', superevent_id,
+                             'Mollweide projection of the sky map',
+                             ['sky_loc', 'public'])))
+        plots.append(chain(
+            skymaps.fits_header_html.si(skymap, skymap_name),
+            gracedb.upload.s(f'{base}.fits.html', superevent_id,
+                             'FITS header of the sky map',
+                             ['sky_loc', 'public'])))
+        if not circulars.is_burst(superevent['preferred_event_data']):
+            # burst sky maps have no distance: no volume to render
+            plots.append(chain(
+                skymaps.plot_volume.si(skymap),
+                gracedb.upload.s(f'{base}.volume.png', superevent_id,
+                                 'Volume rendering of the sky map',
+                                 ['sky_loc', 'public'])))
+    if em_bright_json is not None:
+        uploads.append(gracedb.upload.si(
+            em_bright_json, em_bright_name, superevent_id,
+            f'Source properties copied from {preferred}',
+            ['em_bright', 'public']))
+    if p_astro_json is not None:
+        uploads.append(gracedb.upload.si(
+            p_astro_json, p_astro_name, superevent_id,
+            f'Source classification copied from {preferred}',
+            ['p_astro', 'public']))
+
+    alert = chain(
+        group(uploads),
+        send_preliminary.s(superevent, skymap_name if skymap else None,
+                           em_bright_json, p_astro_json),
+        gracedb.create_label.si(app.conf.superevent_frozen_label,
+                                superevent_id),
+        circulars.create_circular.si(
+            superevent, skymap, skymap_name, p_astro_json, em_bright_json),
+        gracedb.upload.s(CIRCULAR_FILENAME, superevent_id,
+                         'Template for the GCN Circular', ['em_follow']))
+    chain(gracedb.get_superevent.si(superevent_id),
+          repeat_if_changed.s(preferred)).apply_async(
+        countdown=app.conf.superevent_clean_up_timeout)
+    group(alert, *plots).delay()
+
+
+def voevent_classification(em_bright_json, p_astro_json):
+    """The GraceDB ``create_voevent`` fields of the classification
+    files."""
+    fields = {}
+    if em_bright_json is not None:
+        properties = json.loads(em_bright_json)
+        fields.update(ProbHasNS=properties['HasNS'],
+                      ProbHasRemnant=properties['HasRemnant'])
+        if 'HasMassGap' in properties:
+            fields['HasMassGap'] = properties['HasMassGap']
+    if p_astro_json is not None:
+        fields.update(json.loads(p_astro_json))
+    return fields
+
+
+@app.task(shared=False, bind=True)
+def send_preliminary(self, upload_results, superevent, skymap_name,
+                     em_bright_json, p_astro_json):
+    """Register the preliminary VOEvent with GraceDB, naming the version
+    of the sky map just uploaded (the first upload's), then
+    :func:`send_voevent`."""
+    fields = voevent_classification(em_bright_json, p_astro_json)
+    fields.update(internal=False, open_alert=True,
+                  hardware_inj=is_injection(superevent))
+    skymap_filename = None
+    if skymap_name is not None:
+        skymap_log = upload_results[0]
+        skymap_filename = f"{skymap_name},{skymap_log['file_version']}"
+        fields.update(skymap_type=_skymap_basename(skymap_name),
+                      skymap_filename=skymap_filename)
+    return self.replace(chain(
+        gracedb.create_voevent.si(superevent['superevent_id'],
+                                  'preliminary', **fields),
+        send_voevent.s(superevent, skymap_filename, em_bright_json,
+                       p_astro_json)))
+
+
+def is_injection(superevent):
+    """Whether the preferred event is a hardware injection (label
+    INJ)."""
+    return 'INJ' in (superevent['preferred_event_data'].get('labels') or ())
+
+
+def superevent_role(superevent_id):
+    """VOEvent role: ``observation`` for production superevents, ``test``
+    for Test and MDC ones."""
+    category = superevents.superevent_category(superevent_id)
+    return 'observation' if category == 'Production' else 'test'
+
+
+def build_voevent(filename, superevent, skymap_filename, em_bright_json,
+                  p_astro_json):
+    """Write our VOEvent for GraceDB's record ``filename``
+    (``{superevent_id}-{N}-{AlertType}.xml``) and validate it."""
+    superevent_id = superevent['superevent_id']
+    _, serial_number, alert_type = filename[:-len('.xml')].rsplit('-', 2)
+    event = superevent['preferred_event_data']
+    api_root = app.conf.gracedb_url
+    skymap_url = None
+    if skymap_filename is not None:
+        skymap_url = (f'{api_root}superevents/{superevent_id}/files/'
+                      f'{skymap_filename}')
+    payload = voevent.build(
+        ivorn=voevent.ivorn(app.conf.voevent_ivorn_prefix, superevent_id,
+                            serial_number, alert_type),
+        superevent_id=superevent_id, alert_type=alert_type,
+        serial_number=serial_number, gpstime=event['gpstime'],
+        far=event['far'],
+        instruments=[ifo for ifo in event['instruments'].split(',') if ifo],
+        group=event['group'], pipeline=event['pipeline'],
+        search=event.get('search'),
+        event_page=circulars.superevent_page(superevent_id),
+        role=superevent_role(superevent_id), skymap_url=skymap_url,
+        skymap_type=(_skymap_basename(skymap_filename)
+                     if skymap_filename else 'bayestar'),
+        classification=json.loads(p_astro_json) if p_astro_json else None,
+        properties=json.loads(em_bright_json) if em_bright_json else None,
+        hardware_injection=is_injection(superevent))
+    voevent.validate(payload)
+    return payload
+
+
+@app.task(shared=False, bind=True)
+def send_voevent(self, filename, superevent, skymap_filename,
+                 em_bright_json, p_astro_json):
+    """Build our VOEvent for GraceDB's record ``filename``
+    (:func:`build_voevent`), send it to GCN, then upload it to the
+    superevent as the latest version of ``filename``, so that GraceDB
+    serves exactly what GCN received."""
+    payload = build_voevent(filename, superevent, skymap_filename,
+                            em_bright_json, p_astro_json)
+    return self.replace(chain(
+        gcn.send.si(payload),
+        gracedb.upload.si(payload, filename, superevent['superevent_id'],
+                          'VOEvent sent to GCN', ['em_follow'])))
+
+
+@app.task(shared=False, bind=True, ignore_result=True)
+def repeat_if_changed(self, superevent, alerted_preferred):
+    """If the preferred event of a superevent changed since its alert
+    (``alerted_preferred``), send a second preliminary alert with the new
+    event's products."""
+    if superevent['preferred_event'] == alerted_preferred:
+        return
+    log.info('%s: preferred event changed from %s to %s: second '
+             'preliminary alert', superevent['superevent_id'],
+             alerted_preferred, superevent['preferred_event'])
+    if passes_threshold(superevent):
+        return self.replace(preliminary_alert(superevent))
