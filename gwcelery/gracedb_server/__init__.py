@@ -89,7 +89,7 @@ class GraceDbServer:
     def serve_forever(self):
         """Serve requests in this thread until :meth:`stop`."""
         log.info('GraceDB server at %s, data in %s', self.url, self.data_dir)
-        self.http.serve_forever(poll_interval=0.2)
+        self.http.serve_forever(poll_interval=0.05)
 
     def start(self):
         """Serve requests in a background thread."""
