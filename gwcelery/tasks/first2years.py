@@ -88,10 +88,10 @@ def plan_uploads(number, gpstime, rng):
     """Return (pipeline, coinc, delay) for the uploads of one signal.
 
     All of a signal's candidates move by the same offset, so the small
-    differences in their times from the noise realisations remain. One to
+    differences in their times from the noise realisations remain. Two or
     three pipelines report it, each after a reporting delay of 0.1 to 2 s.
     """
-    pipelines = rng.sample(PIPELINES, rng.randint(1, len(PIPELINES)))
+    pipelines = rng.sample(PIPELINES, rng.randint(2, len(PIPELINES)))
     reference = coinc_time(load_candidate(number, pipelines[0]))
     offset = gpstime - reference
     return [(pipeline, shift_coinc(load_candidate(number, pipeline), offset),

@@ -1,25 +1,34 @@
 """``gwcelery local``: the whole pipeline on one machine."""
 
 import os
+import runpy
+import socket
 import sys
 import textwrap
 import time
+import urllib.error
+import urllib.request
 
 import click
 
-from ..util.redis_server import RedisServer
+from ..util.redis_server import RedisServer, free_port
 from ..util.supervisor import Child, Supervisor
+from .milestones import MilestoneReporter
 
 #: Name of the configuration module written into the data directory.
 CONFIG_MODULE = 'gwcelery_local_config'
 
 #: Worker processes of a full deployment: (name, queue, extra arguments).
+#: The general worker runs the three eternal listeners, each holding a pool
+#: process for ever, so it needs more than three.
 WORKERS = (
-    ('celery', 'celery', ['--concurrency', '4']),
+    ('celery', 'celery', ['--concurrency', '6']),
     ('openmp', 'openmp', ['--concurrency', '1']),
     ('superevent', 'superevent', ['--concurrency', '1']),
     ('exttrig', 'exttrig', ['--concurrency', '1']),
 )
+
+HOST = '127.0.0.1'
 
 
 def write_config(data_dir, settings):
@@ -41,6 +50,16 @@ def write_config(data_dir, settings):
     return path
 
 
+def read_config(data_dir):
+    """Return the settings of the configuration module in `data_dir`."""
+    path = os.path.join(data_dir, f'{CONFIG_MODULE}.py')
+    if not os.path.exists(path):
+        raise click.ClickException(
+            f'{path} does not exist: no local deployment was started with '
+            f'--data-dir {data_dir}')
+    return runpy.run_path(path)
+
+
 def child_environment(data_dir):
     """Environment for the children: the written config module."""
     env = dict(os.environ)
@@ -49,7 +68,11 @@ def child_environment(data_dir):
         filter(None, [data_dir, env.get('PYTHONPATH')]))
     env.pop('CELERY_BROKER_URL', None)
     env.pop('CELERY_RESULT_BACKEND', None)
+    env.pop('GWCELERY_EAGER', None)
     env['FLOWER_UNAUTHENTICATED_API'] = 'true'
+    # One OpenMP thread per core for BAYESTAR; the machine has few.
+    env.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
+    env.setdefault('MPLBACKEND', 'Agg')
     return env
 
 
@@ -58,53 +81,165 @@ def celery_command(*args):
     return [sys.executable, '-m', 'gwcelery', *args]
 
 
-def wait_for_workers(broker_url, names, timeout):
-    """Wait until the named workers answer a ping; return those that did."""
+def port_is_free(port):
+    """Whether a TCP port of 127.0.0.1 can be bound right now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
+def choose_port(name, port, report):
+    """Return `port` if it is free, else a free one (and say so)."""
+    if port and port_is_free(port):
+        return port
+    chosen = free_port(HOST)
+    if port:
+        report(f'port {port} for {name} is in use; using {chosen}')
+    return chosen
+
+
+def http_ok(url, timeout=2.0):
+    """Whether `url` answers with a 2xx status."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def tcp_open(port, timeout=1.0):
+    """Whether something accepts connections on a port of 127.0.0.1."""
+    try:
+        with socket.create_connection((HOST, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(predicate, timeout, interval=0.2):
+    """Poll `predicate` until it is true or `timeout` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def ping_workers(broker_url, timeout=1.0):
+    """Return the names of the workers answering a ping."""
     from .. import app
 
     app.conf.broker_url = broker_url
-    deadline = time.monotonic() + timeout
     answered = set()
-    while time.monotonic() < deadline and answered != set(names):
-        for reply in app.control.ping(timeout=1.0) or []:
-            answered.update(node.split('@')[0] for node in reply)
+    for reply in app.control.ping(timeout=timeout) or []:
+        answered.update(node.split('@')[0] for node in reply)
     return answered
+
+
+def status_report(settings):
+    """Return (part, up, where) for each part of a local deployment."""
+    from redis import Redis
+    from redis.exceptions import RedisError
+
+    broker = settings['broker_url']
+    try:
+        redis_up = Redis.from_url(broker, socket_timeout=1).ping()
+    except RedisError:
+        redis_up = False
+    workers = ping_workers(broker) if redis_up else set()
+    rows = [('redis', redis_up, broker),
+            ('gracedb', http_ok(settings['gracedb_url']),
+             settings['gracedb_url'].replace('/api/', '/superevents/')),
+            ('flower', http_ok(f'http://{HOST}:{settings["flower_port"]}/'),
+             f'http://{HOST}:{settings["flower_port"]}/'),
+            ('voevent broker', tcp_open(settings['gcn_bind_port']),
+             f'{HOST}:{settings["gcn_bind_port"]}')]
+    rows += [(f'worker {name}', name in workers, f'queue {queue}')
+             for name, queue, _ in WORKERS]
+    return rows
 
 
 @click.command(name='local')
 @click.option('--data-dir', default='gwcelery-local', show_default=True,
               type=click.Path(file_okay=False),
-              help='Directory for Redis data, logs and configuration.')
-@click.option('--redis-port', default=6379, show_default=True,
-              help='Port of the Redis broker (0 picks a free one).')
+              help='Directory for Redis and GraceDB data, logs and the '
+                   'generated configuration; kept between runs.')
+@click.option('--mock-interval', default=60.0, show_default=True,
+              type=click.FloatRange(min=1),
+              help='Seconds between simulated CBC candidates.')
+@click.option('--no-mock', is_flag=True, help='Upload no mock events.')
+@click.option('--eager', is_flag=True,
+              help='Run the pipeline in this one process with '
+                   'task_always_eager, no broker (debug mode).')
+@click.option('--status', is_flag=True,
+              help='Tell which parts of a running deployment with this '
+                   '--data-dir are up, and exit.')
+@click.option('--redis-port', default=0, show_default=True,
+              help='Port of the Redis broker (0: a free one).')
+@click.option('--gracedb-port', default=8000, show_default=True,
+              help='Port of the local GraceDB server.')
 @click.option('--flower-port', default=5555, show_default=True,
               help='Port of the Flower monitoring console.')
-def local(data_dir, redis_port, flower_port):
-    """Run the whole pipeline on this machine.
+@click.option('--gcn-port', default=5341, show_default=True,
+              help='Port of the VOEvent broker (GCN receivers connect '
+                   'here).')
+def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
+          gracedb_port, flower_port, gcn_port):
+    """Run the whole pipeline on this machine, with mock events.
 
-    Starts a Redis server, one Celery worker per queue, Celery Beat and
-    Flower as child processes, all bound to 127.0.0.1; restarts any that
-    dies; Ctrl-C stops them all. State in --data-dir survives restarts.
+    Starts, as supervised child processes bound to 127.0.0.1: a Redis
+    server, the local GraceDB server, one Celery worker per queue (the
+    general one runs the GCN and LVAlert listeners and the VOEvent
+    broker), Celery Beat (which also uploads a simulated candidate every
+    --mock-interval seconds) and Flower. Prints where each is, then one
+    line per pipeline milestone. A child that dies is restarted; Ctrl-C
+    stops them all. State in --data-dir survives for the next start.
     """
     data_dir = os.path.abspath(data_dir)
+    if status:
+        rows = status_report(read_config(data_dir))
+        for part, up, where in rows:
+            click.echo(f'{part:18} {"up" if up else "DOWN":5} {where}')
+        sys.exit(0 if all(up for _, up, _ in rows) else 1)
+
+    def report(message):
+        click.echo(f'[local] {message}')
+
     log_dir = os.path.join(data_dir, 'logs')
     os.makedirs(log_dir, exist_ok=True)
 
-    redis_server = RedisServer(port=redis_port or None,
+    redis_server = RedisServer(port=choose_port('redis', redis_port, report),
                                data_dir=os.path.join(data_dir, 'redis'),
                                persistent=True)
     redis_server.start()
-    settings = {'broker_url': redis_server.url,
-                'result_backend': redis_server.url}
+    gracedb_port = choose_port('gracedb', gracedb_port, report)
+    flower_port = choose_port('flower', flower_port, report)
+    gcn_port = choose_port('voevent broker', gcn_port, report)
+    gracedb_url = f'http://{HOST}:{gracedb_port}/api/'
+    settings = {
+        'broker_url': redis_server.url,
+        'result_backend': redis_server.url,
+        'gracedb_host': f'{HOST}:{gracedb_port}',
+        'gracedb_url': gracedb_url,
+        'gcn_bind_port': gcn_port,
+        'flower_port': flower_port,
+        'mock_events_interval': None if no_mock else mock_interval,
+    }
     config_path = write_config(data_dir, settings)
     env = child_environment(data_dir)
-
-    supervisor = Supervisor(report=lambda msg: click.echo(f'[local] {msg}'))
+    supervisor = Supervisor(report=report)
 
     def add(name, argv):
         supervisor.add(Child(name, argv, env,
                              os.path.join(log_dir, f'{name}.log')))
 
+    add('gracedb', celery_command(
+        'gracedb-server', '--host', HOST, '--port', str(gracedb_port),
+        '--data-dir', os.path.join(data_dir, 'gracedb')))
     for name, queue, extra in WORKERS:
         add(f'worker-{name}', celery_command(
             'worker', '--hostname', f'{name}@%h', '--queues', queue,
@@ -113,20 +248,31 @@ def local(data_dir, redis_port, flower_port):
         'beat', '--loglevel', 'INFO',
         '--schedule', os.path.join(data_dir, 'celerybeat-schedule')))
     add('flower', celery_command(
-        'flower', '--address=127.0.0.1', f'--port={flower_port}'))
+        'flower', f'--address={HOST}', f'--port={flower_port}'))
 
-    worker_names = [name for name, _, _ in WORKERS]
-    up = wait_for_workers(redis_server.url, worker_names, timeout=60)
+    from .. import app
+    reporter = MilestoneReporter(
+        redis_server.url, app.conf.get('lvalert_redis_channel_prefix', 'lvalert:'), report)
+    wait_until(lambda: http_ok(gracedb_url), timeout=60)
+    up = set()
+    wait_until(lambda: up.update(ping_workers(redis_server.url)) or
+               len(up) == len(WORKERS), timeout=90)
+    mock = ('off' if no_mock else
+            f'a simulated candidate every {mock_interval:g} s')
     click.echo(textwrap.dedent(f'''\
         gwcelery local is up
-          Redis broker:  {redis_server.url}
-          Workers:       {', '.join(sorted(up)) or 'none answered yet'}
-          Beat:          running
-          Flower:        http://127.0.0.1:{flower_port}/
-          Configuration: {config_path}
-          Logs:          {log_dir}/
-        Press Ctrl-C to stop.'''))
+          GraceDB:        {gracedb_url.replace('/api/', '/superevents/')}
+          GraceDB API:    {gracedb_url}
+          Flower:         http://{HOST}:{flower_port}/
+          VOEvent broker: {HOST}:{gcn_port} (connect a GCN client here)
+          Redis broker:   {redis_server.url}
+          Workers:        {', '.join(sorted(up)) or 'none answered yet'}
+          Mock events:    {mock}
+          Configuration:  {config_path}
+          Logs:           {log_dir}/
+        Milestones follow. Press Ctrl-C to stop.'''))
     try:
-        supervisor.run_forever()
+        supervisor.run_forever(on_tick=reporter.poll)
     finally:
+        reporter.close()
         redis_server.stop()
