@@ -269,7 +269,11 @@ def process(event, superevents):
 
 @lvalert.handler(*NODES, queue='superevent', shared=False,
                  ignore_result=True, acks_late=True,
-                 reject_on_worker_lost=True)
+                 reject_on_worker_lost=True,
+                 autoretry_for=(gracedb.GraceDbUnavailable,),
+                 retry_backoff=True, retry_jitter=True,
+                 retry_backoff_max=app.conf['gracedb_retry_backoff_max'],
+                 max_retries=app.conf['gracedb_max_retries'])
 def handle(alert):
     """Handle an LVAlert message of a search pipeline's node.
 
@@ -277,9 +281,10 @@ def handle(alert):
     event complete (the preferred event may then change, and the superevent
     become ``EM_READY``); ignores every other alert, and events with no FAR
     or a FAR above :obj:`~gwcelery.conf.superevent_far_threshold`. Runs on
-    the serial ``superevent`` queue so that two uploads never race; the
-    message is acknowledged only once handled, and redelivery is harmless
-    (see :func:`process`).
+    the serial ``superevent`` queue so that two uploads never race. The
+    message is acknowledged only once handled, and the whole task is
+    retried with backoff while GraceDB is unreachable: running it again is
+    harmless (see :func:`process`).
     """
     event = alert['object']
     graceid = event['graceid']
