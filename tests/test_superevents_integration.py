@@ -269,3 +269,71 @@ def test_handling_an_alert_twice_changes_nothing(alerts):
     superevents.handle(alert)
     labels = gracedb.get_superevent(superevent['superevent_id'])['labels']
     assert labels.count(em_ready) == 1
+
+
+# --- the whole chain -------------------------------------------------------
+
+def wait_for(predicate, timeout=60, message='condition'):
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()):
+        if time.monotonic() > deadline:
+            pytest.fail(f'timed out waiting for {message}')
+        time.sleep(0.1)
+    return value
+
+
+def test_stream_through_listener_and_superevent_worker(
+        alerts, start_worker, redis_url):
+    """Uploads go through the server's alerts, the LVAlert listener (in a
+    general worker) and the serial superevent worker."""
+    from gwcelery.tasks import lvalert
+
+    start_worker('superevent', 'superevent', '--concurrency', '1')
+    start_worker('general', 'celery', '--concurrency', '2')
+    # What Beat does every second: submit the (singleton) listener.
+    lvalert.listen.delay()
+    client = redis.Redis.from_url(redis_url)
+    channel = app.conf['lvalert_redis_channel_prefix'] + 'cbc_gstlal'
+    wait_for(lambda: client.pubsub_numsub(channel)[0][1], 30,
+             'the listener to subscribe')
+    client.close()
+
+    noisy = upload_cbc(T + 0.1, far=1e-3)
+    # one signal: the latest event first, the best one last
+    a1 = upload_cbc(T + 0.5, snr=12)
+    a2 = upload_cbc(T, snr=9, pipeline='pycbc')
+    a3 = upload_cbc(T + 0.3, snr=15, pipeline='MBTA')
+    test = upload_cbc(T + 0.2, group='Test')
+    mdc = upload_cbc(T + 0.4, search='MDC')
+    adjacent = upload_cbc(T + 3.5)
+    burst = upload_cwb(T + 100)
+    cbc = upload_cbc(T + 100.05, snr=8, pipeline='spiir')
+    far_apart = upload_cbc(T + 1000)
+    expected = (a1, a2, a3, test, mdc, adjacent, burst, cbc, far_apart)
+    wait_for(lambda: all(gracedb_event_superevent(graceid)
+                         for graceid in expected), 60,
+             'every event to be in a superevent')
+
+    assert gracedb.get_event(noisy)['superevent'] is None
+    first, second, third, fourth = find_superevents(T - 10, T + 2000)
+    assert sorted(first['gw_events']) == sorted([a1, a2, a3])
+    assert first['preferred_event'] == a3
+    assert (first['t_start'], first['t_0'], first['t_end']) == \
+        pytest.approx((T - 1, T + 0.3, T + 1.5))
+    assert second['gw_events'] == [adjacent]
+    assert sorted(third['gw_events']) == sorted([burst, cbc])
+    assert third['preferred_event'] == cbc
+    assert fourth['gw_events'] == [far_apart]
+    assert only_superevent(T - 10, T + 10, 'Test')['gw_events'] == [test]
+    assert only_superevent(T - 10, T + 10, 'MDC')['gw_events'] == [mdc]
+
+    # completing the preferred event makes the superevent EM_READY
+    for label in COMPLETE_CBC:
+        gracedb.create_label(label, a3)
+    em_ready = app.conf['superevent_em_ready_label']
+    wait_for(lambda: em_ready in gracedb.get_labels(first['superevent_id']),
+             30, 'EM_READY')
+
+
+def gracedb_event_superevent(graceid):
+    return gracedb.get_event(graceid)['superevent']
