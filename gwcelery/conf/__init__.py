@@ -417,3 +417,80 @@ model's uniform-in-volume foreground density."""
 voevent_ivorn_prefix = 'ivo://gwnet/LVC#'
 """IVORN of the VOEvents we author, up to the ``#`` before
 ``{superevent_id}-{N}-{AlertType}``."""
+
+# --- Listeners ------------------------------------------------------------
+
+eternal_lock_ttl = 15.0
+"""Seconds that the singleton lock of an eternal task (the listeners)
+lives unless renewed. The running task renews it every third of that
+time; when a copy dies unseen (e.g. its whole worker is SIGKILLed), Beat
+starts the next one at most this long afterwards. (A copy whose death the
+worker sees is replaced within about a second.)"""
+
+listener_reconnect_delay_min = 1.0
+"""First delay (s) before a listener reconnects to its peer (GCN server,
+XMPP server, Redis) after a failure; the delay doubles at each failure in
+a row up to :obj:`listener_reconnect_delay_max`."""
+
+listener_reconnect_delay_max = 60.0
+"""Longest delay (s) between two reconnection attempts of a listener."""
+
+gcn_listen_ivorn = 'ivo://gwcelery/listen'
+"""IVORN by which :func:`gwcelery.tasks.gcn.listen` signs its ``ack`` and
+``iamalive`` replies."""
+
+gcn_listen_timeout = 150.0
+"""Seconds without any packet from the GCN server (which sends
+``iamalive`` every minute) after which :func:`gwcelery.tasks.gcn.listen`
+takes the connection for dead and reconnects."""
+
+gcn_max_packet_size = 16 * 2**20
+"""Largest VOEvent Transport packet (bytes) that either end accepts; a
+larger length prefix means a corrupt stream, and the connection is
+dropped."""
+
+gcn_broker_queue_key = 'gcn:broker:voevents'
+"""Redis key (in the broker's Redis) of the stream of VOEvents queued by
+:func:`gwcelery.tasks.gcn.send`; the clients' cursors are in the hash
+``<key>:cursors``."""
+
+gcn_broker_queue_max_length = 10000
+"""About how many VOEvents the queue keeps (the oldest are trimmed)."""
+
+gcn_broker_queue_max_age = 86400.0
+"""Seconds after which a queued VOEvent is no longer sent to a client
+that connects (or reconnects) late: GCN wants fresh notices."""
+
+gcn_broker_ivorn = 'ivo://gwcelery/broker'
+"""IVORN by which :func:`gwcelery.tasks.gcn.broker` signs its
+``iamalive`` messages."""
+
+gcn_broker_iamalive_interval = 60.0
+"""Seconds without traffic after which the broker sends a client an
+``iamalive`` (GCN's own servers use 60 s)."""
+
+gcn_broker_reply_timeout = 60.0
+"""Seconds that the broker waits for a client's ``ack`` of a VOEvent or
+reply to an ``iamalive``; a client that does not answer in time is
+disconnected (an unacknowledged VOEvent is sent again when it
+reconnects)."""
+
+lvalert_redis_channel_prefix = 'lvalert:'
+"""Prefix of the Redis pub/sub channels of the ``'redis'`` alert
+transport: node ``cbc_gstlal`` is channel ``lvalert:cbc_gstlal``."""
+
+lvalert_port = None
+"""Port of the XMPP server; ``None`` means the standard way (DNS SRV
+records of :obj:`lvalert_host`, else port 5222)."""
+
+lvalert_netrc = None
+"""netrc file with the listener's XMPP account (``machine <lvalert_host>
+login USER password PW``); ``None`` means ``$NETRC`` or ``~/.netrc``."""
+
+lvalert_ca_certs = None
+"""CA bundle that verifies the XMPP server's certificate (e.g. a local
+prosody's self-signed one); ``None`` means sleek-lvalert's own bundle."""
+
+lvalert_keepalive_interval = 60.0
+"""Seconds between XMPP pings (XEP-0199) by the listener; a ping without
+answer within as long makes it reconnect."""

@@ -1,0 +1,319 @@
+"""LVAlert: receive GraceDB's alerts and dispatch them by node.
+
+:func:`listen`, an eternal task, receives the LVAlert messages of every
+node (topic) that has a handler and hands each, decoded, to the tasks
+registered for its node with :func:`handler` (a Celery group). Two
+transports, chosen by :obj:`~gwcelery.conf.lvalert_transport`:
+
+``'xmpp'``
+    XMPP publish-subscribe with sleek-lvalert, the production LVAlert
+    protocol: the client logs in to :obj:`~gwcelery.conf.lvalert_host`
+    with the netrc credentials of that host, subscribes to each node on
+    ``pubsub.<lvalert_host>`` and receives each item's JSON text.
+``'redis'``
+    Redis pub/sub (one machine): channel
+    :obj:`~gwcelery.conf.lvalert_redis_channel_prefix` + node, each message
+    the JSON text.
+
+A message is ``{"uid", "alert_type", "data", "object"}``. One that is not
+JSON or lacks these fields is logged and skipped; one whose
+``object.links.self`` (or ``object.self``) is not on the configured
+GraceDB server (:obj:`~gwcelery.conf.gracedb_url`) is ignored, since it is
+not ours.
+"""
+
+import asyncio
+import json
+import time
+
+import redis
+from celery.utils.log import get_task_logger
+
+from .. import app
+from ..util.dispatch import DispatchTable
+from ..util.eternal import EternalTask
+from .gcn import POLL_INTERVAL, Backoff, wait_unless_aborted
+
+__all__ = ('handler', 'listen', 'process_message', 'is_ours')
+
+log = get_task_logger(__name__)
+
+#: Seconds between attempts to subscribe to nodes that did not exist yet.
+RESUBSCRIBE_INTERVAL = 10.0
+
+_handlers = DispatchTable(normalize=str)
+
+
+def handler(*nodes, **task_kwargs):
+    """Decorator: register a function as a Celery task and as the handler
+    of LVAlert messages of the given nodes.
+
+    Keyword arguments go to ``app.task`` (e.g. ``queue='superevent',
+    shared=False``). The task receives the decoded alert (a dict)::
+
+        @lvalert.handler('cbc_gstlal', 'cbc_pycbc', 'cbc_mbtaonline')
+        def handle_cbc(alert):
+            ...
+    """
+    return _handlers.handler(*nodes, **task_kwargs)
+
+
+def nodes_handled():
+    """The nodes that have at least one handler, sorted."""
+    return sorted(_handlers.keys())
+
+
+def server_root(url):
+    """The part of a GraceDB URL before its ``/api/`` (or the URL)."""
+    root, api, _ = url.partition('/api/')
+    return root if api else url.rstrip('/')
+
+
+def is_ours(alert):
+    """Whether the alert's object lives on the configured GraceDB server
+    (its ``links.self``, or ``self``, is under the same server root as
+    :obj:`~gwcelery.conf.gracedb_url`)."""
+    obj = alert['object']
+    url = (obj.get('links') or {}).get('self') or obj.get('self')
+    return isinstance(url, str) and (
+        server_root(url) == server_root(app.conf['gracedb_url']))
+
+
+def _malformed(alert):
+    """Why `alert` is not an LVAlert message, or ``None`` if it is one."""
+    if not isinstance(alert, dict):
+        return f'a JSON {type(alert).__name__}, not an object'
+    missing = [key for key in ('uid', 'alert_type', 'object')
+               if key not in alert]
+    if missing:
+        return f'missing {", ".join(missing)}'
+    if not isinstance(alert['object'], dict):
+        return 'its "object" is not an object'
+    return None
+
+
+def process_message(node, text):
+    """Decode one message (JSON text) received on `node` and dispatch it.
+
+    Returns the group's result, or ``None`` if the message was skipped
+    (malformed, not ours, or no handler). Never raises for bad input.
+    """
+    try:
+        alert = json.loads(text)
+    except (TypeError, ValueError) as exc:
+        log.warning('LVAlert: skipping a message on %s that is not JSON '
+                    '(%s): %.80r', node, exc, text)
+        return None
+    reason = _malformed(alert)
+    if reason is not None:
+        log.warning('LVAlert: skipping a message on %s: %s: %.80r', node,
+                    reason, text)
+        return None
+    if not is_ours(alert):
+        obj = alert['object']
+        log.info('LVAlert: ignoring %s %s on %s: it comes from %s, not '
+                 'from the configured GraceDB %s', alert['alert_type'],
+                 alert['uid'], node,
+                 (obj.get('links') or {}).get('self') or obj.get('self'),
+                 app.conf['gracedb_url'])
+        return None
+    try:
+        result = _handlers.dispatch(node, alert)
+    except Exception:
+        log.exception('LVAlert: could not dispatch %s %s on %s',
+                      alert['alert_type'], alert['uid'], node)
+        return None
+    if result is None:
+        log.debug('LVAlert: no handler for node %s', node)
+    else:
+        log.info('LVAlert: dispatched %s %s on %s', alert['alert_type'],
+                 alert['uid'], node)
+    return result
+
+
+# --- Redis pub/sub transport ----------------------------------------------
+
+def _listen_redis(task, nodes):
+    conf = app.conf
+    url = conf['lvalert_redis_url'] or conf['broker_url']
+    prefix = conf['lvalert_redis_channel_prefix']
+    channels = {prefix + node: node for node in nodes}
+    backoff = Backoff(conf['listener_reconnect_delay_min'],
+                      conf['listener_reconnect_delay_max'])
+    while not task.is_aborted():
+        client = redis.Redis.from_url(url, socket_connect_timeout=10,
+                                      health_check_interval=30)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(*channels)
+            log.info('LVAlert: subscribed to %d Redis channel(s) %s*',
+                     len(channels), prefix)
+            backoff.reset()
+            while not task.is_aborted():
+                message = pubsub.get_message(timeout=POLL_INTERVAL)
+                if message is None:
+                    continue
+                channel = message['channel'].decode()
+                process_message(channels.get(channel, channel[len(prefix):]),
+                                message['data'])
+        except redis.RedisError as exc:
+            delay = backoff.next()
+            log.warning('LVAlert: Redis pub/sub at %s failed (%s); '
+                        'reconnecting in %.0f s', url, exc, delay)
+            wait_unless_aborted(task, delay)
+        finally:
+            pubsub.close()
+            client.close()
+
+
+# --- XMPP transport (sleek-lvalert) ---------------------------------------
+
+def _make_xmpp_client():
+    """An LVAlert client for the configured server (not connected)."""
+    from sleek_lvalert import LVAlertClient
+
+    conf = app.conf
+    client = LVAlertClient(server=conf['lvalert_host'],
+                           netrc=conf['lvalert_netrc'])
+    if conf['lvalert_ca_certs']:
+        # sleek-lvalert pins its own CA bundle; a private server (e.g. a
+        # local prosody) has its own certificate.
+        client.ca_certs = conf['lvalert_ca_certs']
+    client.register_plugin('xep_0199', {
+        'keepalive': True,
+        'interval': float(conf['lvalert_keepalive_interval']),
+        'timeout': float(conf['lvalert_keepalive_interval'])})
+    return client
+
+
+class _XMPPSession:
+    """Run one sleek-lvalert client in the task's thread until aborted:
+    subscribe after each login, reconnect with backoff after each
+    disconnection."""
+
+    def __init__(self, task, nodes, client, loop):
+        conf = app.conf
+        self.task = task
+        self.nodes = nodes
+        self.client = client
+        self.loop = loop
+        self.missing = set(nodes)
+        self.stopping = False
+        self.backoff = Backoff(conf['listener_reconnect_delay_min'],
+                               conf['listener_reconnect_delay_max'])
+        port = conf['lvalert_port']
+        self.address = ((conf['lvalert_host'], int(port)) if port
+                        else (None, None))
+        client.listen(process_message)
+        client.add_event_handler('session_start', self.on_session_start)
+        client.add_event_handler('disconnected', self.on_disconnected)
+        client.add_event_handler('failed_all_auth', self.on_failed_auth)
+
+    def connect(self):
+        if not self.stopping:
+            self.client.connect(*self.address)
+
+    async def subscribe_missing(self):
+        for node in sorted(self.missing):
+            try:
+                await self.client.subscribe(node)
+            except Exception as exc:  # IqError, IqTimeout
+                log.warning('LVAlert: cannot subscribe to node %s yet (%s); '
+                            'retrying every %.0f s', node, exc,
+                            RESUBSCRIBE_INTERVAL)
+            else:
+                self.missing.discard(node)
+                log.info('LVAlert: subscribed to node %s', node)
+
+    async def on_session_start(self, event):
+        log.info('LVAlert: logged in to %s as %s', self.client.boundjid.host,
+                 self.client.boundjid.bare)
+        self.backoff.reset()
+        self.missing = set(self.nodes)
+        await self.subscribe_missing()
+
+    def on_failed_auth(self, event):
+        log.error('LVAlert: the XMPP server refused the credentials of %s',
+                  self.client.boundjid.bare)
+
+    def on_disconnected(self, event):
+        if self.stopping:
+            return
+        delay = self.backoff.next()
+        log.warning('LVAlert: disconnected from the XMPP server (%s); '
+                    'reconnecting in %.0f s', event, delay)
+        self.loop.call_later(delay, self.connect)
+
+    async def run(self):
+        self.connect()
+        last_resubscribe = time.monotonic()
+        while not self.task.is_aborted():
+            await asyncio.sleep(POLL_INTERVAL)
+            if (self.missing and self.client.authenticated
+                    and time.monotonic() - last_resubscribe
+                    > RESUBSCRIBE_INTERVAL):
+                last_resubscribe = time.monotonic()
+                await self.subscribe_missing()
+        self.stopping = True
+        self.client.disconnect()
+        try:
+            await asyncio.wait_for(self.client.disconnected, 5)
+        except asyncio.TimeoutError:
+            pass
+
+
+def _listen_xmpp(task, nodes):
+    conf = app.conf
+    backoff = Backoff(conf['listener_reconnect_delay_min'],
+                      conf['listener_reconnect_delay_max'])
+    while not task.is_aborted():
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            try:
+                client = _make_xmpp_client()
+            except (RuntimeError, OSError) as exc:
+                delay = backoff.next()
+                log.error('LVAlert: cannot set up the XMPP client for %s '
+                          '(%s); retrying in %.0f s', conf['lvalert_host'],
+                          exc, delay)
+                wait_unless_aborted(task, delay)
+                continue
+            session = _XMPPSession(task, nodes, client, loop)
+            loop.run_until_complete(session.run())
+        finally:
+            pending = asyncio.all_tasks(loop)
+            for pending_task in pending:
+                pending_task.cancel()
+            loop.run_until_complete(
+                asyncio.gather(*pending, return_exceptions=True))
+            asyncio.set_event_loop(None)
+            loop.close()
+
+
+@app.task(base=EternalTask, bind=True, shared=False)
+def listen(self):
+    """Receive LVAlert messages and dispatch them to their handlers
+    (eternal).
+
+    Uses the transport named by :obj:`~gwcelery.conf.lvalert_transport`
+    (see the module docstring), for every node that has a handler; see
+    :func:`process_message` for what happens to each message. Reconnects
+    with a delay that doubles from
+    :obj:`~gwcelery.conf.listener_reconnect_delay_min` to
+    :obj:`~gwcelery.conf.listener_reconnect_delay_max`.
+    """
+    nodes = nodes_handled()
+    transport = app.conf['lvalert_transport']
+    log.info('LVAlert: listening over %s for %d node(s): %s', transport,
+             len(nodes), ', '.join(nodes))
+    if transport == 'xmpp':
+        _listen_xmpp(self, nodes)
+    elif transport == 'redis':
+        _listen_redis(self, nodes)
+    else:
+        log.error('LVAlert: unknown lvalert_transport %r (expected '
+                  "'xmpp' or 'redis'); idle until stopped", transport)
+        while not wait_unless_aborted(self, 60):
+            pass
+    log.info('LVAlert: listener stopped')

@@ -1,0 +1,60 @@
+"""Handler registration: a table from a key (a GCN notice type, an LVAlert
+node) to the Celery tasks that handle it.
+
+The listeners (:mod:`gwcelery.tasks.gcn`, :mod:`gwcelery.tasks.lvalert`)
+each own one table; their ``handler`` decorators register into it, and a
+received packet is handed to all the tasks of its key at once, as a Celery
+group.
+"""
+
+from celery import group
+
+from .. import app
+
+
+class DispatchTable:
+    """Tasks by key.
+
+    Parameters
+    ----------
+    normalize : callable
+        Applied to every key given to :meth:`handler` and
+        :meth:`dispatch` (e.g. conversion to an enumeration); it raises
+        :exc:`ValueError` for an invalid key.
+    """
+
+    def __init__(self, normalize=str):
+        self._normalize = normalize
+        self._tasks = {}
+
+    def handler(self, *keys, **task_kwargs):
+        """Decorator: make the function a Celery task (``app.task`` with
+        `task_kwargs`) and the handler of each of `keys`."""
+        keys = [self._normalize(key) for key in keys]
+        if not keys:
+            raise TypeError('a handler needs at least one key')
+
+        def decorate(function):
+            task = app.task(**task_kwargs)(function)
+            for key in keys:
+                tasks = self._tasks.setdefault(key, [])
+                if task.name not in {known.name for known in tasks}:
+                    tasks.append(task)
+            return task
+        return decorate
+
+    def keys(self):
+        """The keys that have at least one handler."""
+        return list(self._tasks)
+
+    def tasks(self, key):
+        """The handler tasks of `key` (a new list)."""
+        return list(self._tasks.get(self._normalize(key), ()))
+
+    def dispatch(self, key, argument):
+        """Send `argument` to every handler of `key` as a group; return the
+        group's result, or ``None`` if `key` has no handler."""
+        tasks = self.tasks(key)
+        if not tasks:
+            return None
+        return group(task.s(argument) for task in tasks).apply_async()

@@ -1,0 +1,271 @@
+"""Eternal tasks: celery-eternal, made safe under Celery 5.
+
+:class:`celery_eternal.EternalTask` gives a task a Beat entry that submits
+it every second and a Redis lock (celery-singleton's ``SET NX``) so that
+only one copy runs; a warm shutdown aborts it. Used as is, the lock has
+no expiry and is released only by the task's own ``on_success`` /
+``on_failure`` in the pool child, so a copy that dies without running them
+(the child SIGKILLed, ``revoke(terminate=True)``, the whole worker killed,
+the machine rebooted with a persistent Redis) leaves the lock behind for
+ever, and the task never runs again.
+
+:class:`EternalTask` keeps celery-eternal's model and fixes that:
+
+* The lock is owned: its value is the task id, and it is released or
+  renewed only by its owner (compare-and-delete / compare-and-expire in
+  one Lua call), so a late release cannot free the lock of the next copy.
+* The worker's main process releases the lock of a copy that it saw die
+  (signals ``task_failure``, which covers a lost pool child, and
+  ``task_revoked``): Beat starts the next copy about a second later.
+* The lock expires after :obj:`~gwcelery.conf.eternal_lock_ttl` seconds
+  unless renewed; a thread in the process running the task renews it every
+  third of that. Whatever kills a copy without any signal (the whole
+  worker SIGKILLed), the next one starts within that time.
+* A copy that starts checks that the lock is its own (or takes it if it
+  expired while the message waited in the queue); otherwise another copy
+  runs and it exits at once. A copy whose lock was lost (e.g. Redis was
+  unreachable for longer than the expiry, and another copy started) sees
+  :meth:`EternalTask.is_aborted` become true and stops.
+* The warm-shutdown step aborts only eternal tasks (celery-eternal's marks
+  every running task ABORTED in the result backend).
+
+Each running eternal task occupies one pool process of its worker for
+ever: the worker's concurrency must exceed the number of eternal tasks
+that it runs, by as many processes as ordinary tasks need.
+"""
+
+import logging
+import threading
+
+import celery_eternal
+import redis
+from celery import signals
+from celery.bootsteps import StartStopStep
+from celery.contrib.abortable import AbortableAsyncResult
+from celery.utils.log import get_task_logger
+
+__all__ = ('EternalTask',)
+
+log = get_task_logger(__name__)
+
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+    return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+
+
+class LockStore:
+    """Owned, expiring locks in Redis."""
+
+    _clients = {}
+
+    def __init__(self, url):
+        client = self._clients.get(url)
+        if client is None:
+            client = redis.Redis.from_url(
+                url, decode_responses=True, socket_timeout=10,
+                socket_connect_timeout=10)
+            self._clients[url] = client
+        self.redis = client
+
+    def acquire(self, key, owner, ttl):
+        """Take the lock if it is free; return whether we got it."""
+        return bool(self.redis.set(key, owner, nx=True,
+                                   px=int(ttl * 1000)))
+
+    def owner(self, key):
+        return self.redis.get(key)
+
+    def release(self, key, owner):
+        """Free the lock if `owner` holds it; return whether it did."""
+        return bool(self.redis.eval(_RELEASE, 1, key, owner))
+
+    def renew(self, key, owner, ttl):
+        """Extend the lock if `owner` holds it; return whether it did."""
+        return bool(self.redis.eval(_RENEW, 1, key, owner,
+                                    int(ttl * 1000)))
+
+    def delete(self, key):
+        self.redis.delete(key)
+
+
+class _Renewer(threading.Thread):
+    """Renew a lock every third of its lifetime until stopped; set
+    :attr:`lost` if it turns out to belong to someone else."""
+
+    def __init__(self, store, key, owner, ttl, name):
+        super().__init__(name=f'{name} lock', daemon=True)
+        self.store = store
+        self.key = key
+        self.owner = owner
+        self.ttl = ttl
+        self.lost = threading.Event()
+        self._stop_event = threading.Event()
+
+    def run(self):
+        while not self._stop_event.wait(self.ttl / 3):
+            try:
+                if (self.store.renew(self.key, self.owner, self.ttl)
+                        or self.store.acquire(self.key, self.owner,
+                                              self.ttl)):
+                    continue
+                log.error('%s: the singleton lock now belongs to task %s; '
+                          'stopping this copy', self.name,
+                          self.store.owner(self.key))
+                self.lost.set()
+                return
+            except redis.RedisError as exc:
+                log.warning('%s: could not renew the singleton lock: %s',
+                            self.name, exc)
+
+    def stop(self):
+        self._stop_event.set()
+        self.join(5)
+
+
+class AbortEternalTasks(StartStopStep):
+    """Worker boot step: on shutdown, abort the running eternal tasks so
+    that they return (their loops poll :meth:`EternalTask.is_aborted`)."""
+
+    requires = {'celery.worker.components:Pool'}
+
+    def stop(self, worker):
+        for request in list(worker.state.active_requests):
+            if isinstance(request.task, EternalTask):
+                AbortableAsyncResult(request.id, app=worker.app).abort()
+
+
+class EternalTask(celery_eternal.EternalTask):
+    """Base class of the eternal tasks (see the module docstring).
+
+    Declare one with ``@app.task(base=EternalTask, bind=True,
+    shared=False)``; its body loops until :meth:`is_aborted` is true,
+    checking it at least every second or so.
+    """
+
+    abstract = True
+    ignore_result = True
+    _renewer = None
+
+    @classmethod
+    def on_bound(cls, app):
+        app.add_periodic_task(1.0, cls, name=f'eternal {cls.name}')
+        app.steps['worker'].add(AbortEternalTasks)
+
+    # --- lock storage (replaces celery-singleton's) ---------------------
+
+    @property
+    def lock_ttl(self):
+        return float(self.app.conf['eternal_lock_ttl'])
+
+    @property
+    def lock_store(self):
+        return LockStore(self.singleton_config.backend_url)
+
+    def aquire_lock(self, lock, task_id):
+        # (sic) celery-singleton's method name.
+        return self.lock_store.acquire(lock, task_id, self.lock_ttl)
+
+    def get_existing_task_id(self, lock):
+        return self.lock_store.owner(lock)
+
+    def unlock(self, lock):
+        self.lock_store.delete(lock)
+
+    def release_lock_of(self, task_id, args=None, kwargs=None):
+        """Release the lock of this task if copy `task_id` holds it."""
+        lock = self.generate_lock(self.name, args, kwargs)
+        return self.lock_store.release(lock, task_id)
+
+    # --- running ----------------------------------------------------------
+
+    def __call__(self, *args, **kwargs):
+        task_id = self.request.id
+        if task_id is None:  # called directly as a function
+            return self.run(*args, **kwargs)
+        lock = self.generate_lock(self.name, args, kwargs)
+        store = self.lock_store
+        owner = store.owner(lock)
+        if owner != task_id and not store.acquire(lock, task_id,
+                                                  self.lock_ttl):
+            log.info('%s: another copy (task %s) is running; this one '
+                     '(task %s) exits', self.name, owner, task_id)
+            self.request.duplicate = True
+            return None
+        renewer = _Renewer(store, lock, task_id, self.lock_ttl, self.name)
+        renewer.start()
+        self._renewer = renewer
+        log.info('%s: started (task %s)', self.name, task_id)
+        try:
+            return self.run(*args, **kwargs)
+        finally:
+            renewer.stop()
+            self._renewer = None
+
+    def is_aborted(self, **kwargs):
+        """Whether this copy must stop: aborted (warm shutdown of its
+        worker, or an explicit abort), or its lock was lost."""
+        renewer = self._renewer
+        if renewer is not None and renewer.lost.is_set():
+            return True
+        return super().is_aborted(**kwargs)
+
+    def _finish(self, task_id, args, kwargs):
+        if getattr(self.request, 'duplicate', False):
+            return
+        self.release_lock_of(task_id, args, kwargs)
+        if self.is_aborted():
+            log.info('%s: stopped as asked (task %s)', self.name, task_id)
+        else:
+            log.error('%s: exited although nobody asked it to (task %s); '
+                      'Beat will start it again', self.name, task_id)
+
+    def on_success(self, retval, task_id, args, kwargs):
+        self._finish(task_id, args, kwargs)
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):
+        self._finish(task_id, args, kwargs)
+
+
+def _eternal(task):
+    return isinstance(task, EternalTask)
+
+
+@signals.task_failure.connect
+def _release_after_failure(sender=None, task_id=None, args=None,
+                           kwargs=None, **_):
+    """In the worker's main process this is how a lost pool child (e.g.
+    SIGKILLed) is reported; release the dead copy's lock."""
+    if _eternal(sender) and task_id:
+        try:
+            if sender.release_lock_of(task_id, args, kwargs):
+                log.warning('%s: task %s died; released its lock',
+                            sender.name, task_id)
+        except redis.RedisError:
+            logging.getLogger(__name__).exception(
+                '%s: could not release the lock of task %s', sender.name,
+                task_id)
+
+
+@signals.task_revoked.connect
+def _release_after_revoke(sender=None, request=None, **_):
+    """Release the lock of a revoked (e.g. terminated) copy."""
+    if _eternal(sender) and request is not None and request.id:
+        try:
+            if sender.release_lock_of(request.id, request.args,
+                                      request.kwargs):
+                log.warning('%s: task %s was revoked; released its lock',
+                            sender.name, request.id)
+        except redis.RedisError:
+            logging.getLogger(__name__).exception(
+                '%s: could not release the lock of task %s', sender.name,
+                request.id)

@@ -1,0 +1,119 @@
+"""Helpers of the listener integration tests: Beat, ports, waiting, and
+finding the running eternal tasks."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gwcelery import app
+
+#: Worker options of the listener tests: the recording handlers, and room
+#: for the three eternal tasks plus ordinary tasks.
+WORKER_ARGS = ('--include', 'tests.listener_tasks', '--concurrency', '5')
+
+ETERNAL = ('gwcelery.tasks.gcn.listen', 'gwcelery.tasks.gcn.broker',
+           'gwcelery.tasks.lvalert.listen')
+
+
+def free_port(host='127.0.0.1'):
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(predicate, timeout, interval=0.1, message='condition'):
+    """Poll `predicate` until it returns something true; return that."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f'timed out after {timeout} s waiting for {message}')
+        time.sleep(interval)
+
+
+def listener_settings(worker_settings, **extra):
+    """Point the listeners of test workers at free ports (nothing listens
+    there yet) and the LVAlert Redis transport at the test Redis."""
+    settings = {
+        'gcn_remote_port': free_port(),
+        'gcn_bind_port': free_port(),
+        'gcn_broker_accept_addresses': ['127.0.0.1'],
+        'lvalert_transport': 'redis',
+        'lvalert_redis_url': worker_settings['broker_url'],
+        'gracedb_url': 'http://127.0.0.1:9/api/',
+        'listener_reconnect_delay_max': 2.0,
+        'mock_events_interval': None,
+    }
+    settings.update(extra)
+    worker_settings.update(settings)
+    for key, value in settings.items():
+        app.conf[key] = value
+    return settings
+
+
+class Beat:
+    """A ``gwcelery beat`` subprocess."""
+
+    def __init__(self, env, workdir):
+        self.logfile = os.path.join(workdir, 'beat.log')
+        with open(self.logfile, 'wb') as out:
+            self.process = subprocess.Popen(
+                [sys.executable, '-m', 'gwcelery', 'beat', '--loglevel',
+                 'INFO', '--schedule', os.path.join(workdir, 'schedule')],
+                env=env, stdout=out, stderr=subprocess.STDOUT,
+                cwd=os.path.join(os.path.dirname(__file__), os.pardir))
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log(self):
+        with open(self.logfile) as f:
+            return f.read()
+
+
+@pytest.fixture
+def start_beat(broker_app, worker_settings, tmp_path):
+    """Start a real ``gwcelery beat`` with the test workers' settings."""
+    from gwcelery.tools.local import child_environment, write_config
+
+    beats = []
+
+    def start():
+        workdir = tmp_path / f'beat-{len(beats)}'
+        workdir.mkdir()
+        write_config(str(workdir), worker_settings)
+        beat = Beat(child_environment(str(workdir)), str(workdir))
+        beats.append(beat)
+        return beat
+
+    yield start
+    for beat in beats:
+        beat.stop()
+
+
+def active_eternal(names=ETERNAL, timeout=1.0):
+    """The running copies of the eternal tasks: a list of dicts with
+    ``name``, ``id``, ``hostname`` and ``worker_pid``."""
+    replies = app.control.inspect(timeout=timeout).active() or {}
+    return [dict(task, hostname=hostname)
+            for hostname, tasks in replies.items() for task in tasks
+            if task['name'] in names]
+
+
+def running(name, timeout=30):
+    """Wait until exactly one copy of eternal task `name` runs; return it."""
+    def one():
+        copies = [task for task in active_eternal((name,))]
+        return copies[0] if len(copies) == 1 else None
+    return wait_for(one, timeout, interval=0.2, message=f'{name} to run')
