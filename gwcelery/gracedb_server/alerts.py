@@ -211,8 +211,8 @@ class Publisher:
         """Wait until every committed alert has been published."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            last = self.db.execute('SELECT COALESCE(MAX(id), 0) FROM outbox'
-                                   ).fetchone()[0]
+            last = self.store.db.execute(
+                'SELECT COALESCE(MAX(id), 0) FROM outbox').fetchone()[0]
             if self.cursor >= last:
                 return True
             self.wakeup.set()
@@ -225,5 +225,6 @@ class Publisher:
         self.thread.join(10)
         with contextlib.suppress(ValueError):
             self.store.commit_listeners.remove(self.wakeup.set)
+        self.store.release_alert_cursor(self.transport.name)
         self.transport.close()
         self.db.close()

@@ -118,13 +118,24 @@ def _parse_json(data, group):
     }
 
 
+#: The LIGO-LW tables read from a coinc.xml (the others are skipped).
+COINC_TABLES = ('coinc_inspiral', 'coinc_event', 'sngl_inspiral')
+
+
 def _coinc_content_handler():
     from igwn_ligolw import ligolw
     from ligo.skymap.util import ilwd
 
+    def wanted(name, attrs):
+        return (name == ligolw.Table.tagName
+                and ligolw.Table.TableName(attrs['Name']) in COINC_TABLES)
+
     @ilwd.use_in
-    class ContentHandler(ligolw.LIGOLWContentHandler):
-        """LIGO-LW reader that also accepts old ``ilwd:char`` ids."""
+    class ContentHandler(ligolw.PartialLIGOLWContentHandler):
+        """Read only the coinc tables; accept old ``ilwd:char`` ids."""
+
+        def __init__(self, document):
+            super().__init__(document, wanted)
 
     return ContentHandler
 

@@ -240,7 +240,10 @@ class Transaction:
         self.now = time.time()
 
     def alert(self, nodes, uid, alert_type, data, obj):
-        """Queue an LVAlert message for publication after the commit."""
+        """Queue an LVAlert message for publication after the commit (if
+        any alert transport is active)."""
+        if not self.store.active_transports:
+            return
         message = json.dumps({'uid': uid, 'alert_type': alert_type,
                               'data': data, 'object': obj})
         for node in nodes:
@@ -264,6 +267,7 @@ class Store:
         self.api_root = api_root
         self.write_lock = threading.RLock()
         self.commit_listeners = []
+        self.active_transports = set()
         self._local = threading.local()
         with contextlib.closing(self.connect()) as db:
             db.execute('PRAGMA journal_mode=WAL')
@@ -564,6 +568,8 @@ class Store:
     def alert_object(self, tx, obj, alert_type, data=None):
         """Queue an alert about ``obj`` (a graceid or superevent id) whose
         ``object`` is the object's current state."""
+        if not self.active_transports:
+            return
         if is_event_id(obj):
             row = self.event_row(obj, tx.db)
             state = self.event_dict(row, tx.db, neighbours=True)
@@ -1426,9 +1432,11 @@ class Store:
                           'ORDER BY id LIMIT ?', (after, limit)).fetchall()
 
     def alert_cursor(self, db, name):
-        """Last outbox id published by transport ``name``; a new transport
-        starts at the current end (it does not replay history)."""
+        """Register the active transport ``name``; return the last outbox id
+        it published. A new transport starts at the current end (it does
+        not replay history)."""
         with self.write_lock:
+            self.active_transports.add(name)
             row = db.execute('SELECT last_id FROM alert_cursors WHERE '
                              'name = ?', (name,)).fetchone()
             if row is not None:
@@ -1439,12 +1447,22 @@ class Store:
                        '(?, ?)', (name, last))
             return last
 
+    def release_alert_cursor(self, name):
+        """Unregister the transport ``name`` (its cursor stays on disk)."""
+        with self.write_lock:
+            self.active_transports.discard(name)
+
     def advance_alert_cursor(self, db, name, last_id):
+        """Record that ``name`` published up to ``last_id``; forget the
+        alerts that every active transport has published."""
         with self.write_lock:
             db.execute('UPDATE alert_cursors SET last_id = ? WHERE name = ?',
                        (last_id, name))
-            db.execute('DELETE FROM outbox WHERE id <= (SELECT MIN(last_id) '
-                       'FROM alert_cursors)')
+            active = sorted(self.active_transports)
+            db.execute(
+                'DELETE FROM outbox WHERE id <= (SELECT MIN(last_id) FROM '
+                f"alert_cursors WHERE name IN ({', '.join('?' * len(active))}"
+                '))', active)
 
 
 def _int(value, name):
