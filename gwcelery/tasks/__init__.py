@@ -6,10 +6,13 @@ from . import (
     core,  # noqa: F401
     em_bright,  # noqa: F401
     external_skymaps,  # noqa: F401
+    external_triggers,  # noqa: F401
     first2years,  # noqa: F401
     gcn,  # noqa: F401
     gracedb,  # noqa: F401
     lvalert,  # noqa: F401
     p_astro,  # noqa: F401
+    raven,  # noqa: F401
     skymaps,  # noqa: F401
+    superevents,  # noqa: F401
 )
