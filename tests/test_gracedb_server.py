@@ -6,9 +6,14 @@ alerts and their order; a restart on the same data directory keeps
 everything.
 """
 
+import concurrent.futures
 import gzip
 import json
 import os
+import re
+import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -373,3 +378,57 @@ def test_alerts_wait_for_transport_and_survive_restart(tmp_path, redis_url,
         alerts = subscriber.wait_for(2)
     assert [(node, alert['alert_type']) for node, alert in alerts] == \
         [('cbc_gstlal', 'new'), ('cbc_gstlal', 'label_added')]
+
+
+def test_concurrent_writes(gracedb_server):
+    """Many clients at once: every request succeeds and ids are unique."""
+    coinc = read(COINC)
+
+    def work(i):
+        client = Client(gracedb_server.url, force_noauth=True)
+        event = client.events.create(
+            filename='coinc.xml', filecontents=coinc, group='CBC',
+            pipeline='gstlal')
+        t_0 = 1e9 + 1000 * i
+        superevent = client.superevents.create(
+            t_start=t_0 - 1, t_0=t_0, t_end=t_0 + 1,
+            preferred_event=event['graceid'])
+        client.superevents[superevent['superevent_id']].logs.create(
+            comment=f'from {i}', filename='n.txt',
+            filecontents=str(i).encode())
+        return event['graceid'], superevent['superevent_id']
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(work, range(24)))
+    graceids, sids = zip(*results, strict=True)
+    assert len(set(graceids)) == len(set(sids)) == 24
+    client = Client(gracedb_server.url, force_noauth=True)
+    for i, sid in enumerate(sids):
+        assert client.superevents[sid].files['n.txt'].get().read() == \
+            str(i).encode()
+
+
+@pytest.mark.integration
+def test_command_line(tmp_path, redis_url, subscriber):
+    """``gwcelery gracedb-server`` serves, publishes alerts to the broker's
+    Redis and stops cleanly on SIGTERM."""
+    env = dict(os.environ, CELERY_BROKER_URL=redis_url)
+    process = subprocess.Popen(
+        [sys.executable, '-m', 'gwcelery', 'gracedb-server', '--port', '0',
+         '--data-dir', str(tmp_path / 'data')],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    try:
+        line = process.stdout.readline()
+        url = re.search(r'API (http\S+/api/)', line).group(1)
+        client = Client(url, force_noauth=True)
+        client.events.create(filename='coinc.xml', filecontents=read(COINC),
+                             group='CBC', pipeline='gstlal')
+        assert [alert['alert_type'] for _, alert in
+                subscriber.wait_for(1)] == ['new']
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert os.path.exists(tmp_path / 'data' / 'gracedb.sqlite3')

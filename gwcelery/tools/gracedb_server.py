@@ -30,8 +30,10 @@ def alert_transports(conf, names):
     transports = []
     for name in names:
         if name == 'redis':
+            # conf.broker_url (not conf['broker_url']) honours the
+            # environment variable CELERY_BROKER_URL.
             url = (conf['gracedb_server_redis_url']
-                   or conf['lvalert_redis_url'] or conf['broker_url'])
+                   or conf['lvalert_redis_url'] or conf.broker_url)
             prefix = conf.get('lvalert_redis_channel_prefix', 'lvalert:')
             transports.append(RedisTransport(url, prefix))
         elif name == 'xmpp':
