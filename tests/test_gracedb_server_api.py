@@ -390,6 +390,25 @@ def test_event_queries(client):
     assert search('in_superevent: false') == [fermi['graceid']]
     assert search('far < 1e-8 & ~INJ') == sorted([cbc, burst])
     assert search('ifos: H1,L1 CBC') == [cbc]
+    client.events[fermi['graceid']].labels.create('SNEWS')
+    assert search('SNEWS') == []  # the pipeline
+    assert search('label: SNEWS') == [fermi['graceid']]
+
+
+def test_grb_event_update(client, gracedb_server):
+    graceid = client.events.create(
+        filename='gcn.xml', group='External', pipeline='Swift', search='GRB',
+        filecontents=read(os.path.join(GCN, 'swift_grb_gcn.xml')))['graceid']
+    ligo = GraceDb(gracedb_server.url, force_noauth=True)
+    ligo.update_grbevent(graceid, ra=10.5, dec=-20.25, error_radius=3,
+                         t90=2.5, designation='GRB 220907A')
+    grb = client.events[graceid].get()['extra_attributes']['GRB']
+    assert (grb['ra'], grb['dec'], grb['error_radius'], grb['T90'],
+            grb['designation'], grb['trigger_id']) == (
+        10.5, -20.25, 3, 2.5, 'GRB 220907A', '1123129')
+    with pytest.raises(LigoHTTPError):  # nothing changes
+        ligo.update_grbevent(graceid, ra=10.5)
+    assert ligo.emobservations(graceid).json()['observations'] == []
 
 
 def test_event_query_on_coinc_attributes(client):

@@ -9,7 +9,8 @@ Terms separated by spaces are ANDed. A term is one of
   superevents);
 * a bare graceid or graceid range (``G1 .. G9``), superevent id or GW id;
 * bare group, pipeline and search names (events) or category names
-  (superevents); consecutive names of one kind are ORed;
+  (superevents); consecutive names of one kind are ORed (a label with the
+  name of a pipeline, such as ``SNEWS``, needs ``label:``);
 * a boolean expression of labels and attribute comparisons, with ``~``
   (not), ``&`` or ``,`` (and), ``|`` (or) and parentheses:
   ``EM_READY & ~DQV``, ``far < 1e-6``, ``grbevent.trigger_id = "123"``,
@@ -343,7 +344,6 @@ class EventQuery(Parser):
                     ('events.pipeline', PIPELINES, 'pipeline'),
                     ('events.search', SEARCHES, 'search')):
                 if (self.match_name(text, vocabulary) is not None
-                        and self.match_name(text, LABELS) is None
                         and not self.at('op', offset=1)):
                     return self.names_term(column, vocabulary, what)
         return self.expression()
