@@ -14,7 +14,7 @@ from gwcelery.util.redis_server import RedisServer
 
 #: Fixture modules of the subsystems (``tests/fixtures/*.py``).
 pytest_plugins = ['tests.fixtures.orchestrator', 'tests.fixtures.gracedb',
-                  'tests.fixtures.xmpp']
+                  'tests.fixtures.xmpp', 'tests.fixtures.beat']
 
 #: Directory of the reference data shared beside the project.
 SHARED_DATA = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir,

@@ -1,10 +1,7 @@
-"""Helpers of the listener integration tests: Beat, ports, waiting, and
-finding the running eternal tasks."""
+"""Helpers of the listener integration tests: ports, settings, waiting,
+and finding the running eternal tasks (Beat: ``tests/fixtures/beat.py``)."""
 
-import os
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -55,51 +52,6 @@ def listener_settings(worker_settings, **extra):
     for key, value in settings.items():
         app.conf[key] = value
     return settings
-
-
-class Beat:
-    """A ``gwcelery beat`` subprocess."""
-
-    def __init__(self, env, workdir):
-        self.logfile = os.path.join(workdir, 'beat.log')
-        with open(self.logfile, 'wb') as out:
-            self.process = subprocess.Popen(
-                [sys.executable, '-m', 'gwcelery', 'beat', '--loglevel',
-                 'INFO', '--schedule', os.path.join(workdir, 'schedule')],
-                env=env, stdout=out, stderr=subprocess.STDOUT,
-                cwd=os.path.join(os.path.dirname(__file__), os.pardir))
-
-    def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def log(self):
-        with open(self.logfile) as f:
-            return f.read()
-
-
-@pytest.fixture
-def start_beat(broker_app, worker_settings, tmp_path):
-    """Start a real ``gwcelery beat`` with the test workers' settings."""
-    from gwcelery.tools.local import child_environment, write_config
-
-    beats = []
-
-    def start():
-        workdir = tmp_path / f'beat-{len(beats)}'
-        workdir.mkdir()
-        write_config(str(workdir), worker_settings)
-        beat = Beat(child_environment(str(workdir)), str(workdir))
-        beats.append(beat)
-        return beat
-
-    yield start
-    for beat in beats:
-        beat.stop()
 
 
 def active_eternal(names=ETERNAL, timeout=1.0):

@@ -16,11 +16,8 @@ import redis
 from gwcelery.util import voevent_transport as vtp
 
 from .conftest import SHARED_DATA
-from .listener_support import (WORKER_ARGS, listener_settings, start_beat,
-                               wait_for)
+from .listener_support import WORKER_ARGS, listener_settings, wait_for
 from .listener_tasks import GCN_KEY
-
-__all__ = ('start_beat',)  # a fixture
 
 pytestmark = pytest.mark.integration
 

@@ -40,6 +40,7 @@ The stream is trimmed to about
 :obj:`~gwcelery.conf.gcn_broker_queue_max_length` entries.
 """
 
+import logging
 import socket
 import threading
 import time
@@ -58,6 +59,9 @@ __all__ = ('NoticeType', 'handler', 'listen', 'send', 'broker',
            'VOEventQueue')
 
 log = get_task_logger(__name__)
+
+#: Logger of the broker's connection threads (outside any task context).
+connection_log = logging.getLogger(__name__ + '.broker')
 
 #: Longest time (s) between two checks by a listener loop of whether it
 #: has been asked to stop.
@@ -344,11 +348,12 @@ class VOEventQueue:
         self.redis.close()
 
 
-@app.task(shared=False, ignore_result=True,
+@app.task(shared=False,
           autoretry_for=(redis.ConnectionError, redis.TimeoutError),
           retry_backoff=True, retry_backoff_max=60, max_retries=None)
 def send(payload):
-    """Queue a VOEvent (bytes) for :func:`broker` to send to GCN.
+    """Queue a VOEvent (bytes) for :func:`broker` to send to GCN; return
+    its entry id in the queue.
 
     Refuses (:exc:`ValueError`) a payload that is not a VOEvent with an
     IVORN, so that nothing malformed ever reaches GCN. Retries while the
@@ -370,6 +375,7 @@ def send(payload):
         queue.close()
     log.info('GCN: queued VOEvent %s for the broker (entry %s)',
              root.get('ivorn'), entry_id)
+    return entry_id
 
 
 class ClientGone(Exception):
@@ -413,20 +419,23 @@ class _BrokerConnection(threading.Thread):
         try:
             self._serve()
         except ClientGone as exc:
-            log.warning('GCN broker: disconnecting %s: %s', self.peer, exc)
+            connection_log.warning('GCN broker: disconnecting %s: %s',
+                                   self.peer, exc)
+        except ConnectionError as exc:
+            connection_log.info('GCN broker: %s: %s', self.peer, exc)
         except (OSError, vtp.ProtocolError, redis.RedisError) as exc:
-            log.warning('GCN broker: connection with %s failed: %s',
-                        self.peer, exc)
+            connection_log.warning('GCN broker: connection with %s failed: '
+                                   '%s', self.peer, exc)
         finally:
             self.sock.close()
             self.queue.close()
-            log.info('GCN broker: %s disconnected after %d VOEvent(s)',
-                     self.peer, self.sent)
+            connection_log.info('GCN broker: %s disconnected after %d '
+                                'VOEvent(s)', self.peer, self.sent)
 
     def _serve(self):
         cursor = self.queue.cursor(self.host)
-        log.info('GCN broker: %s connected; sending entries after %s',
-                 self.peer, cursor)
+        connection_log.info('GCN broker: %s connected; sending entries '
+                            'after %s', self.peer, cursor)
         last_exchange = time.monotonic()
         while not self.stopping.is_set():
             # Unsolicited packets (a client's own iamalive), or EOF.
@@ -449,7 +458,8 @@ class _BrokerConnection(threading.Thread):
         self._await_reply('ack', ivorn)
         self.queue.acknowledge(self.host, entry_id)
         self.sent += 1
-        log.info('GCN broker: %s acknowledged %s', self.peer, ivorn)
+        connection_log.info('GCN broker: %s acknowledged %s', self.peer,
+                            ivorn)
 
     def _await_reply(self, role, ivorn):
         """Read until the client replies with `role` (a ``nak`` also
@@ -464,8 +474,8 @@ class _BrokerConnection(threading.Thread):
             kind = vtp.kind(root)
             if kind == role or (role == 'ack' and kind == 'nak'):
                 if kind == 'nak':
-                    log.error('GCN broker: %s refused (nak) %s', self.peer,
-                              ivorn)
+                    connection_log.error('GCN broker: %s refused (nak) %s',
+                                         self.peer, ivorn)
                 return
         raise ClientGone(f'no {role} within {self.reply_timeout:.0f} s'
                          + (f' for {ivorn}' if ivorn else ''))
@@ -478,8 +488,9 @@ class _BrokerConnection(threading.Thread):
         try:
             root = vtp.parse(payload)
         except lxml.etree.XMLSyntaxError as exc:
-            log.warning('GCN broker: %s sent a packet that is not XML '
-                        '(%s): %s', self.peer, exc, vtp.describe(payload))
+            connection_log.warning(
+                'GCN broker: %s sent a packet that is not XML (%s): %s',
+                self.peer, exc, vtp.describe(payload))
             return None
         if vtp.kind(root) == 'iamalive' and vtp.origin(root) != self.ivorn:
             # The client's own keep-alive, not its answer to ours.

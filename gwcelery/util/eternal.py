@@ -26,6 +26,10 @@ ever, and the task never runs again.
   runs and it exits at once. A copy whose lock was lost (e.g. Redis was
   unreachable for longer than the expiry, and another copy started) sees
   :meth:`EternalTask.is_aborted` become true and stops.
+* A pool process running an eternal task asks the kernel (Linux
+  ``prctl(PR_SET_PDEATHSIG)``) to kill it when the worker's main process
+  dies, so that no orphan copy lives on out of reach of any worker; its
+  lock then expires as above.
 * The warm-shutdown step aborts only eternal tasks (celery-eternal's marks
   every running task ABORTED in the result backend).
 
@@ -34,9 +38,13 @@ ever: the worker's concurrency must exceed the number of eternal tasks
 that it runs, by as many processes as ordinary tasks need.
 """
 
+import ctypes
 import logging
+import os
+import signal
 import threading
 
+import billiard.process
 import celery_eternal
 import redis
 from celery import signals
@@ -96,6 +104,23 @@ class LockStore:
 
     def delete(self, key):
         self.redis.delete(key)
+
+
+def _die_with_parent():
+    """In a pool process: be SIGKILLed when the worker's main process
+    dies (Linux only; elsewhere nothing happens)."""
+    process = billiard.process.current_process()
+    parent = getattr(process, '_parent_pid', None)
+    if process.name == 'MainProcess' or not parent:
+        return  # the solo pool: this is the worker itself
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before prctl
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class _Renewer(threading.Thread):
@@ -201,6 +226,7 @@ class EternalTask(celery_eternal.EternalTask):
                      '(task %s) exits', self.name, owner, task_id)
             self.request.duplicate = True
             return None
+        _die_with_parent()
         renewer = _Renewer(store, lock, task_id, self.lock_ttl, self.name)
         renewer.start()
         self._renewer = renewer

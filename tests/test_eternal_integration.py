@@ -1,0 +1,146 @@
+"""Eternal listeners under Celery 5 with real workers and a real Beat:
+restart after SIGKILL, one copy with several workers, take-over when a
+whole worker dies, warm shutdown."""
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from gwcelery import app
+
+from .conftest import SHARED_DATA
+from .listener_support import (
+    ETERNAL,
+    WORKER_ARGS,
+    active_eternal,
+    listener_settings,
+    running,
+    wait_for,
+)
+from .listener_tasks import GCN_KEY
+
+pytestmark = pytest.mark.integration
+
+SAMPLES = sorted(glob.glob(os.path.join(SHARED_DATA, 'gcn', '*.xml')))
+
+
+def pygcn_server(port):
+    return subprocess.Popen(
+        [sys.executable, '-c',
+         'import sys, gcn; gcn.serve(sys.argv[2:], port=int(sys.argv[1]),'
+         ' retransmit_timeout=0.5)', str(port), *SAMPLES],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def count_received(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return client.llen(GCN_KEY)
+    finally:
+        client.close()
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigkilled_listener_is_restarted_by_beat_and_handles_packets(
+        start_worker, start_beat, worker_settings, redis_url):
+    settings = listener_settings(worker_settings)
+    server = pygcn_server(settings['gcn_remote_port'])
+    try:
+        start_worker('celery', 'celery', *WORKER_ARGS)
+        start_beat()
+        first = running('gwcelery.tasks.gcn.listen')
+        wait_for(lambda: count_received(redis_url), 30,
+                 message='a first notice')
+
+        os.kill(first['worker_pid'], signal.SIGKILL)
+        killed = time.monotonic()
+        second = wait_for(
+            lambda: [task for task in active_eternal(
+                ('gwcelery.tasks.gcn.listen',)) if task['id'] != first['id']],
+            30, interval=0.05, message='a new gcn.listen')[0]
+        restarted = time.monotonic() - killed
+        handled = count_received(redis_url)
+        wait_for(lambda: count_received(redis_url) > handled, 30,
+                 interval=0.05, message='a notice after the restart')
+        print(f'\ngcn.listen back {restarted:.1f} s after SIGKILL; next '
+              f'notice handled {time.monotonic() - killed:.1f} s after it')
+        assert second['worker_pid'] != first['worker_pid']
+        assert restarted < 10
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def lock_owners(redis_url):
+    """Task ids holding the eternal tasks' singleton locks, by name."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        return {name: client.get(app.tasks[name].generate_lock(name))
+                for name in ETERNAL}
+    finally:
+        client.close()
+
+
+def test_one_copy_with_two_workers_and_take_over_when_a_worker_dies(
+        start_worker, start_beat, worker_settings, redis_url):
+    listener_settings(worker_settings, eternal_lock_ttl=3.0)
+    workers = {name: start_worker(name, 'celery', *WORKER_ARGS)
+               for name in ('one', 'two')}
+    beat = start_beat()
+
+    # Exactly one copy of each, over several looks, holding its lock.
+    for _ in range(3):
+        copies = wait_for(
+            lambda: (lambda found: found if len(found) == len(ETERNAL)
+                     else None)(active_eternal()), 30,
+            message='all eternal tasks')
+        assert sorted(task['name'] for task in copies) == sorted(ETERNAL)
+        owners = lock_owners(redis_url)
+        assert {task['name']: task['id'] for task in copies} == owners
+        time.sleep(1)
+
+    # SIGKILL the main process of the worker that runs gcn.listen: its
+    # pool processes die with it, nobody releases the locks, and they
+    # expire; the other worker takes over.
+    victim = running('gwcelery.tasks.gcn.listen')
+    name = victim['hostname'].split('@')[0]
+    lost = [task for task in active_eternal()
+            if task['hostname'] == victim['hostname']]
+    workers[name].process.kill()
+    killed = time.monotonic()
+    wait_for(lambda: not any(alive(task['worker_pid']) for task in lost), 10,
+             message='the pool processes to die with their worker')
+    survivor = next(w for n, w in workers.items() if n != name)
+    taken_over = wait_for(
+        lambda: (lambda found: found if len(found) == len(ETERNAL)
+                 and all(task['hostname'] != victim['hostname']
+                         for task in found) else None)(active_eternal()),
+        30, interval=0.2, message='the other worker to take over')
+    print(f'\n{len(lost)} eternal task(s) taken over '
+          f'{time.monotonic() - killed:.1f} s after SIGKILL of their worker '
+          f'(lock expiry 3 s)')
+    assert {task['name'] for task in taken_over} == set(ETERNAL)
+
+    # Warm shutdown: Beat first, then the worker; the listeners stop when
+    # asked and free their locks.
+    beat.stop()
+    survivor.process.send_signal(signal.SIGTERM)
+    stopping = time.monotonic()
+    survivor.process.wait(30)
+    print(f'warm shutdown with the listeners took '
+          f'{time.monotonic() - stopping:.1f} s')
+    assert survivor.log().count('stopped as asked') >= len(ETERNAL)
+    assert lock_owners(redis_url) == dict.fromkeys(ETERNAL)
