@@ -16,6 +16,8 @@ from gwcelery.tasks import external_skymaps, external_triggers, gracedb, raven
 from .conftest import SHARED_DATA
 from .test_external_triggers_parse import EXPECTED
 
+pytestmark = pytest.mark.integration  # a Redis server and a GraceDB server
+
 YEAR = 365 * 86400
 GRB_RATE = 311 / YEAR
 SUBGRB_RATE = (311 + 65) / YEAR
