@@ -28,13 +28,15 @@ import time
 
 import redis
 from celery.utils.log import get_task_logger
+from slixmpp.exceptions import IqError, IqTimeout
 
 from .. import app
 from ..util.dispatch import DispatchTable
 from ..util.eternal import EternalTask
 from .gcn import POLL_INTERVAL, Backoff, wait_unless_aborted
 
-__all__ = ('handler', 'listen', 'process_message', 'is_ours')
+__all__ = ('handler', 'listen', 'process_message', 'is_ours',
+           'nodes_handled')
 
 log = get_task_logger(__name__)
 
@@ -66,16 +68,26 @@ def nodes_handled():
 def server_root(url):
     """The part of a GraceDB URL before its ``/api/`` (or the URL)."""
     root, api, _ = url.partition('/api/')
-    return root if api else url.rstrip('/')
+    if api:
+        return root
+    url = url.rstrip('/')
+    return url.removesuffix('/api')
+
+
+def self_url(alert):
+    """The URL of the alert's object: ``object.links.self``, or
+    ``object.self`` (older messages), or ``None``."""
+    obj = alert['object']
+    url = (obj.get('links') or {}).get('self') or obj.get('self')
+    return url if isinstance(url, str) else None
 
 
 def is_ours(alert):
-    """Whether the alert's object lives on the configured GraceDB server
-    (its ``links.self``, or ``self``, is under the same server root as
-    :obj:`~gwcelery.conf.gracedb_url`)."""
-    obj = alert['object']
-    url = (obj.get('links') or {}).get('self') or obj.get('self')
-    return isinstance(url, str) and (
+    """Whether the alert's object lives on the configured GraceDB server:
+    its :func:`self_url` has the same server root as
+    :obj:`~gwcelery.conf.gracedb_url`."""
+    url = self_url(alert)
+    return url is not None and (
         server_root(url) == server_root(app.conf['gracedb_url']))
 
 
@@ -89,6 +101,8 @@ def _malformed(alert):
         return f'missing {", ".join(missing)}'
     if not isinstance(alert['object'], dict):
         return 'its "object" is not an object'
+    if self_url(alert) is None:
+        return 'its object has no links.self (nor self) URL'
     return None
 
 
@@ -110,11 +124,9 @@ def process_message(node, text):
                     reason, text)
         return None
     if not is_ours(alert):
-        obj = alert['object']
         log.info('LVAlert: ignoring %s %s on %s: it comes from %s, not '
                  'from the configured GraceDB %s', alert['alert_type'],
-                 alert['uid'], node,
-                 (obj.get('links') or {}).get('self') or obj.get('self'),
+                 alert['uid'], node, self_url(alert),
                  app.conf['gracedb_url'])
         return None
     try:
@@ -198,6 +210,7 @@ class _XMPPSession:
         self.client = client
         self.loop = loop
         self.missing = set(nodes)
+        self.reported = set()
         self.stopping = False
         self.backoff = Backoff(conf['listener_reconnect_delay_min'],
                                conf['listener_reconnect_delay_max'])
@@ -217,10 +230,17 @@ class _XMPPSession:
         for node in sorted(self.missing):
             try:
                 await self.client.subscribe(node)
-            except Exception as exc:  # IqError, IqTimeout
-                log.warning('LVAlert: cannot subscribe to node %s yet (%s); '
-                            'retrying every %.0f s', node, exc,
-                            RESUBSCRIBE_INTERVAL)
+            except (IqError, IqTimeout) as exc:
+                reason = (exc.iq['error']['condition']
+                          if isinstance(exc, IqError) else 'no answer')
+                if node in self.reported:
+                    log.debug('LVAlert: still cannot subscribe to node %s '
+                              '(%s)', node, reason)
+                else:
+                    self.reported.add(node)
+                    log.warning('LVAlert: cannot subscribe to node %s (%s); '
+                                'retrying every %.0f s', node, reason,
+                                RESUBSCRIBE_INTERVAL)
             else:
                 self.missing.discard(node)
                 log.info('LVAlert: subscribed to node %s', node)
@@ -230,6 +250,7 @@ class _XMPPSession:
                  self.client.boundjid.bare)
         self.backoff.reset()
         self.missing = set(self.nodes)
+        self.reported = set()
         await self.subscribe_missing()
 
     def on_failed_auth(self, event):

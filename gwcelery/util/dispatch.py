@@ -34,14 +34,19 @@ class DispatchTable:
         if not keys:
             raise TypeError('a handler needs at least one key')
 
+
         def decorate(function):
             task = app.task(**task_kwargs)(function)
-            for key in keys:
-                tasks = self._tasks.setdefault(key, [])
-                if task.name not in {known.name for known in tasks}:
-                    tasks.append(task)
+            self.register(task, *keys)
             return task
         return decorate
+
+    def register(self, task, *keys):
+        """Make an existing task a handler of each of `keys` (once)."""
+        for key in keys:
+            tasks = self._tasks.setdefault(self._normalize(key), [])
+            if task.name not in {known.name for known in tasks}:
+                tasks.append(task)
 
     def keys(self):
         """The keys that have at least one handler."""

@@ -1,0 +1,121 @@
+"""LVAlert messages: decoding, filtering by GraceDB server, dispatch by
+node, in-process."""
+
+import json
+import logging
+import os
+
+import pytest
+
+from gwcelery import app
+from gwcelery.tasks import lvalert
+from gwcelery.util.dispatch import DispatchTable
+
+from .conftest import SHARED_DATA
+
+RECEIVED = []
+
+
+@app.task(shared=False)
+def record_alert(alert):
+    """Handler of the tests: remember the alert."""
+    RECEIVED.append(alert)
+
+
+@pytest.fixture
+def handled(monkeypatch):
+    """Eager mode, the configured GraceDB of the sample alerts, and a
+    private handler table in which :func:`record_alert` handles
+    ``cbc_gstlal`` and ``superevent``; returns the alerts it got."""
+    monkeypatch.setitem(app.conf, 'task_always_eager', True)
+    monkeypatch.setitem(app.conf, 'task_eager_propagates', True)
+    monkeypatch.setitem(app.conf, 'gracedb_url',
+                        'https://gracedb.ligo.org/api/')
+    table = DispatchTable()
+    monkeypatch.setattr(lvalert, '_handlers', table)
+    table.register(record_alert, 'cbc_gstlal', 'superevent')
+    RECEIVED.clear()
+    return RECEIVED
+
+
+def load(name):
+    with open(os.path.join(SHARED_DATA, 'gracedb', name)) as f:
+        return f.read()
+
+
+def test_an_alert_of_our_server_reaches_the_handlers_of_its_node(handled):
+    text = load('lvalert_event_creation.json')
+    assert lvalert.process_message('cbc_gstlal', text) is not None
+    assert handled == [json.loads(text)]
+    # Bytes (as Redis delivers them) too.
+    lvalert.process_message('cbc_gstlal', text.encode())
+    assert len(handled) == 2
+
+
+def test_older_alerts_with_object_self_are_accepted(handled):
+    lvalert.process_message('superevent', load('igwn_alert_voevent.json'))
+    assert handled[0]['uid'] == 'M297123'
+
+
+@pytest.mark.parametrize('url,ours', [
+    ('https://gracedb.ligo.org/api/', True),
+    ('https://gracedb.ligo.org/api/v2/', True),
+    ('https://gracedb.ligo.org/api', True),
+    ('https://gracedb-playground.ligo.org/api/', False),
+    ('http://gracedb.ligo.org/api/', False),
+    ('https://gracedb.ligo.org:8443/api/', False),
+])
+def test_alerts_of_other_servers_are_ignored(url, ours, handled, monkeypatch,
+                                             caplog):
+    monkeypatch.setitem(app.conf, 'gracedb_url', url)
+    with caplog.at_level(logging.INFO):
+        lvalert.process_message('cbc_gstlal',
+                                load('lvalert_event_creation.json'))
+    assert bool(handled) == ours
+    assert ('ignoring new M394156 on cbc_gstlal: it comes from '
+            'https://gracedb.ligo.org/api/events/M394156'
+            in caplog.text) != ours
+
+
+@pytest.mark.parametrize('text,reason', [
+    ('{"uid": "G1", ', 'not JSON'),
+    (b'\xff\xfe\x00junk', 'not JSON'),
+    ('', 'not JSON'),
+    ('[1, 2]', 'a JSON list, not an object'),
+    ('{"uid": "G1", "object": {}}', 'missing alert_type'),
+    ('{"uid": "G1", "alert_type": "new", "object": 3}',
+     '"object" is not an object'),
+    ('{"uid": "G1", "alert_type": "new", "object": {"links": {}}}',
+     'no links.self'),
+])
+def test_malformed_messages_are_logged_and_skipped(text, reason, handled,
+                                                   caplog):
+    with caplog.at_level(logging.WARNING):
+        assert lvalert.process_message('cbc_gstlal', text) is None
+    assert handled == []
+    assert reason in caplog.text
+    assert 'on cbc_gstlal' in caplog.text
+
+
+def test_nodes_without_handlers_are_ignored(handled, caplog):
+    with caplog.at_level(logging.DEBUG, logger='gwcelery.tasks.lvalert'):
+        assert lvalert.process_message(
+            'burst_cwb', load('lvalert_event_creation.json')) is None
+    assert handled == []
+    assert 'no handler for node burst_cwb' in caplog.text
+
+
+def test_handler_registers_a_task_for_each_node(monkeypatch):
+    table = DispatchTable()
+    monkeypatch.setattr(lvalert, '_handlers', table)
+
+    @lvalert.handler('cbc_gstlal', 'cbc_pycbc', shared=False,
+                     name='tests.test_lvalert.cbc')
+    def cbc(alert):
+        pass
+
+    assert lvalert.nodes_handled() == ['cbc_gstlal', 'cbc_pycbc']
+    assert table.tasks('cbc_pycbc') == [cbc]
+    with pytest.raises(TypeError):
+        lvalert.handler()
+

@@ -1,0 +1,116 @@
+"""lvalert.listen in a real worker, started by a real Beat: over Redis
+pub/sub from the local GraceDB server, and over XMPP from a real prosody
+(sleek-lvalert)."""
+
+import json
+import os
+import signal
+
+import lxml.etree
+import pytest
+import redis
+from gracedb_sdk import Client
+
+from .conftest import SHARED_DATA
+from .listener_support import WORKER_ARGS, listener_settings, running, wait_for
+from .listener_tasks import LVALERT_KEY, NODES
+
+pytestmark = pytest.mark.integration
+
+
+def load(name):
+    with open(os.path.join(SHARED_DATA, 'gracedb', name), 'rb') as f:
+        return f.read()
+
+
+def received(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return [json.loads(item) for item in client.lrange(LVALERT_KEY, 0, -1)]
+    finally:
+        client.close()
+
+
+def test_redis_transport_from_the_local_gracedb_server(
+        gracedb, start_worker, start_beat, worker_settings, redis_url):
+    listener_settings(worker_settings, gracedb_url=gracedb.url)
+    worker = start_worker('celery', 'celery', *WORKER_ARGS)
+    start_beat()
+    running('gwcelery.tasks.lvalert.listen')
+    wait_for(lambda: 'LVAlert: subscribed to' in worker.log(), 30,
+             message='the subscription')
+
+    client = Client(gracedb.url, force_noauth=True)
+    event = client.events.create(
+        filename='coinc.xml', filecontents=load('coinc.xml'), group='CBC',
+        pipeline='gstlal', search='AllSky')
+    graceid = event['graceid']
+    wait_for(lambda: received(redis_url), 30, message='the new event alert')
+
+    # Garbage, and an alert of another GraceDB server, on a handled node.
+    publisher = redis.Redis.from_url(redis_url)
+    channel = 'lvalert:cbc_gstlal'
+    for message in (b'{"not json', b'\xff\xfe binary', b'[1, 2]',
+                    b'{"uid": "G1"}', load('lvalert_event_creation.json'),
+                    os.urandom(2**20)):
+        assert publisher.publish(channel, message) == 1
+    publisher.close()
+    client.events[graceid].labels.create('EM_READY')
+    wait_for(lambda: len(received(redis_url)) >= 2, 30,
+             message='the label alert')
+
+    alerts = received(redis_url)
+    assert [(alert['uid'], alert['alert_type']) for alert in alerts] == [
+        (graceid, 'new'), (graceid, 'label_added')]
+    assert alerts[0]['object']['links']['self'].startswith(gracedb.url)
+    log = worker.log()
+    assert log.count('that is not JSON') == 3
+    assert 'a JSON list, not an object' in log
+    assert 'missing alert_type, object' in log
+    assert 'ignoring new M394156 on cbc_gstlal' in log
+
+
+def entry_of_stanza():
+    """The JSON text of the item in the real LVAlert stanza."""
+    root = lxml.etree.fromstring(load('lvalert_xmpp.xml'))
+    entry, = root.iter('{http://jabber.org/protocol/pubsub}entry')
+    return entry.text
+
+
+def test_xmpp_transport_with_sleek_lvalert(
+        xmpp_server, start_worker, start_beat, worker_settings, redis_url):
+    xmpp_server.create_nodes(*NODES)
+    listener_settings(worker_settings,
+                      gracedb_url='https://gracedb.ligo.org/api/',
+                      **xmpp_server.settings)
+    worker = start_worker('celery', 'celery', *WORKER_ARGS)
+    start_beat()
+    first = running('gwcelery.tasks.lvalert.listen')
+    wait_for(lambda: worker.log().count('LVAlert: subscribed to node')
+             == len(NODES), 30, message='the subscriptions')
+
+    # An alert of another server, garbage, then the real stanza's item.
+    xmpp_server.publish('cbc_gstlal', load('igwn_alert_exttrig_creation.json'))
+    xmpp_server.publish('cbc_gstlal', 'not json')
+    text = entry_of_stanza()
+    xmpp_server.publish('cbc_gstlal', text)
+    wait_for(lambda: received(redis_url), 30, message='the stanza item')
+    assert received(redis_url) == [json.loads(text)]
+    log = worker.log()
+    assert 'ignoring new E1234 on cbc_gstlal' in log
+    assert 'that is not JSON' in log
+
+    # SIGKILL the listener: Beat restarts it, it logs in and subscribes
+    # again, and the next item arrives.
+    os.kill(first['worker_pid'], signal.SIGKILL)
+    wait_for(lambda: running('gwcelery.tasks.lvalert.listen')['id']
+             != first['id'], 30, message='a new listener')
+    wait_for(lambda: worker.log().count('LVAlert: subscribed to node')
+             == 2 * len(NODES), 30, message='the new subscriptions')
+    alert = json.loads(load('igwn_alert_superevent_creation.json'))
+    alert['object']['links']['self'] = \
+        'https://gracedb.ligo.org/api/superevents/S180616h/'
+    xmpp_server.publish('superevent', json.dumps(alert))
+    wait_for(lambda: len(received(redis_url)) >= 2, 30,
+             message='an item after the restart')
+    assert received(redis_url)[1]['uid'] == 'S180616h'
