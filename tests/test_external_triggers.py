@@ -178,14 +178,20 @@ def test_malformed_notice_is_logged_and_creates_nothing(eager, payload,
 # --- coincidences ------------------------------------------------------
 
 
-def test_grb_then_superevent(eager):
-    graceid = external_triggers.handle(read('fermi_grb_gcn.xml'))
-    t_grb = gracedb.get_event(graceid)['gpstime']
-    # GRB 1.7 s after the merger, as GRB 170817A after GW170817.
-    superevent = gw_superevent(t_grb - 1.7, far=1e-9)
-    sid = superevent['superevent_id']
+def notice_then_superevent(name, offset, far, **kwargs):
+    """Record a sample notice, then a superevent with ``t_0`` `offset`
+    seconds after the trigger, and run the search from the superevent's
+    side. Return the external event's graceid and the superevent id."""
+    graceid = external_triggers.handle(read(name))
+    t_ext = gracedb.get_event(graceid)['gpstime']
+    superevent = gw_superevent(t_ext + offset, far, **kwargs)
     raven.handle_superevent(new_superevent_alert(superevent))
+    return graceid, superevent['superevent_id']
 
+
+def test_grb_then_superevent(eager):
+    # GRB 1.7 s after the merger, as GRB 170817A after GW170817.
+    graceid, sid = notice_then_superevent('fermi_grb_gcn.xml', -1.7, 1e-9)
     superevent = gracedb.get_superevent(sid)
     assert superevent['em_type'] == graceid
     assert superevent['em_events'] == [graceid]
@@ -235,11 +241,7 @@ def test_superevent_then_grb_with_both_sky_maps(eager):
 
 
 def test_gw_skymap_arriving_later_adds_the_space_time_far(eager):
-    graceid = external_triggers.handle(read('fermi_grb_gcn.xml'))
-    t_grb = gracedb.get_event(graceid)['gpstime']
-    superevent = gw_superevent(t_grb + 0.5, far=1e-7)
-    sid = superevent['superevent_id']
-    raven.handle_superevent(new_superevent_alert(superevent))
+    graceid, sid = notice_then_superevent('fermi_grb_gcn.xml', 0.5, 1e-7)
     assert gracedb.get_superevent(sid)['space_coinc_far'] is None
 
     # The GW map is uniform over the sky: the overlap integral is 1.
@@ -263,12 +265,8 @@ def test_gw_skymap_arriving_later_adds_the_space_time_far(eager):
 
 
 def test_outside_the_window_no_link(eager):
-    graceid = external_triggers.handle(read('fermi_grb_gcn.xml'))
-    t_grb = gracedb.get_event(graceid)['gpstime']
     # The GRB 2 s before the merger: outside [-1 s, +5 s] for a CBC.
-    superevent = gw_superevent(t_grb + 2.0, far=1e-9)
-    sid = superevent['superevent_id']
-    raven.handle_superevent(new_superevent_alert(superevent))
+    graceid, sid = notice_then_superevent('fermi_grb_gcn.xml', 2.0, 1e-9)
     superevent = gracedb.get_superevent(sid)
     assert superevent['em_type'] is None
     assert superevent['em_events'] == []
@@ -295,11 +293,8 @@ def test_burst_superevent_and_subthreshold_grb(eager):
 
 
 def test_insignificant_coincidence_gets_no_raven_alert(eager):
-    graceid = external_triggers.handle(read('fermi_grb_gcn.xml'))
-    t_grb = gracedb.get_event(graceid)['gpstime']
-    superevent = gw_superevent(t_grb - 1.0, far=1e-3)
-    raven.handle_superevent(new_superevent_alert(superevent))
-    superevent = gracedb.get_superevent(superevent['superevent_id'])
+    _, sid = notice_then_superevent('fermi_grb_gcn.xml', -1.0, 1e-3)
+    superevent = gracedb.get_superevent(sid)
     # 6 s * 311/yr * 1e-3 Hz = 5.9e-8 Hz; times 6 > 1/(60 days)
     assert superevent['time_coinc_far'] == pytest.approx(
         6 * GRB_RATE * 1e-3)
@@ -308,33 +303,23 @@ def test_insignificant_coincidence_gets_no_raven_alert(eager):
 
 
 def test_snews_coincidence(eager):
-    graceid = external_triggers.handle(read('snews_gcn.xml'))
-    t_sn = gracedb.get_event(graceid)['gpstime']
-    superevent = gw_superevent(t_sn + 8.0, far=1e-6, pipeline='CWB',
-                               group='Burst')
-    raven.handle_superevent(new_superevent_alert(superevent))
-    superevent = gracedb.get_superevent(superevent['superevent_id'])
+    graceid, sid = notice_then_superevent('snews_gcn.xml', 8.0, 1e-6,
+                                          pipeline='CWB', group='Burst')
+    superevent = gracedb.get_superevent(sid)
     assert superevent['em_type'] == graceid
     assert superevent['time_coinc_far'] == pytest.approx(
         20 * SNEWS_RATE * 1e-6)
 
 
 def test_noise_trigger_is_not_a_counterpart(eager):
-    graceid = external_triggers.handle(read('fermi_noise_gcn.xml'))
-    t_grb = gracedb.get_event(graceid)['gpstime']
-    superevent = gw_superevent(t_grb - 1.0, far=1e-9)
-    raven.handle_superevent(new_superevent_alert(superevent))
-    superevent = gracedb.get_superevent(superevent['superevent_id'])
+    _, sid = notice_then_superevent('fermi_noise_gcn.xml', -1.0, 1e-9)
+    superevent = gracedb.get_superevent(sid)
     assert superevent['em_type'] is None
     assert 'EM_COINC' not in superevent['labels']
 
 
 def test_most_significant_coincidence_sets_em_type(eager):
-    fermi = external_triggers.handle(read('fermi_grb_gcn.xml'))
-    t_grb = gracedb.get_event(fermi)['gpstime']
-    superevent = gw_superevent(t_grb - 1.0, far=1e-9)
-    sid = superevent['superevent_id']
-    raven.handle_superevent(new_superevent_alert(superevent))
+    fermi, sid = notice_then_superevent('fermi_grb_gcn.xml', -1.0, 1e-9)
     # A sub-threshold GRB (higher background rate) at the same time is
     # linked and labelled but does not replace the Fermi GRB.
     subthreshold = modified(read('fermi_subthresh_grb_gcn.xml'),

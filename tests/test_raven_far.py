@@ -12,7 +12,7 @@ from ligo.skymap.io import fits
 from ligo.skymap.moc import nest2uniq
 
 from gwcelery import app
-from gwcelery.tasks import external_skymaps
+from gwcelery.tasks import external_skymaps, raven
 from gwcelery.util import coincidence
 
 YEAR = 365 * 86400
@@ -30,7 +30,7 @@ def superevent(group, pipeline):
     (superevent('Test', 'oLIB'), 'Burst'),
 ])
 def test_gw_group(event, group):
-    assert coincidence.gw_group(event) == group
+    assert raven.gw_group(event) == group
 
 
 def test_default_windows():

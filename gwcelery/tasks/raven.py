@@ -19,7 +19,7 @@ from celery.utils.log import get_task_logger
 
 from .. import app
 from ..util import coincidence
-from . import external_skymaps, gracedb, lvalert
+from . import external_skymaps, gracedb, lvalert, superevents
 
 log = get_task_logger(__name__)
 
@@ -46,14 +46,12 @@ def is_superevent(graceid):
     return _SUPEREVENT_ID.fullmatch(graceid) is not None
 
 
-def event_category(event):
-    """Superevent category (Production, Test, MDC) that an event belongs to:
-    the group Test makes Test events, the search MDC makes MDC events."""
-    if event.get('group') == 'Test':
-        return 'Test'
-    if event.get('search') == 'MDC':
-        return 'MDC'
-    return 'Production'
+def gw_group(superevent):
+    """``'CBC'`` or ``'Burst'``: the analysis group of a superevent's
+    preferred event (:func:`gwcelery.tasks.superevents.analysis_group`);
+    CBC when its pipeline is unknown."""
+    return superevents.analysis_group(
+        superevent['preferred_event_data']) or 'CBC'
 
 
 def _interval(lo, hi):
@@ -80,23 +78,23 @@ def is_candidate_external(event, category):
     """Whether an event found by the query is an external trigger that the
     search considers for a superevent of `category`."""
     return (event.get('pipeline') in coincidence.EXTERNAL_PIPELINES
-            and event_category(event) == category
+            and superevents.event_category(event) == category
             and NOT_GRB not in event.get('labels', ()))
 
 
 def _find_external_events(superevent):
     conf = app.conf
     t_0 = superevent['t_0']
-    gw_group = coincidence.gw_group(superevent)
-    lo, hi = coincidence.external_search_span(conf, gw_group)
+    analysis = gw_group(superevent)
+    lo, hi = coincidence.external_search_span(conf, analysis)
     category = superevent['category']
     events = gracedb.get_events(
         external_events_query(category, t_0 + lo, t_0 + hi))
     return [(superevent['superevent_id'], event['graceid'],
-             coincidence.window(conf, event['search'], gw_group))
+             coincidence.window(conf, event['search'], analysis))
             for event in events
             if is_candidate_external(event, category)
-            and coincidence.in_window(conf, event['search'], gw_group, t_0,
+            and coincidence.in_window(conf, event['search'], analysis, t_0,
                                       event['gpstime'])]
 
 
@@ -104,16 +102,17 @@ def _find_superevents(event):
     conf = app.conf
     t_ext = event['gpstime']
     lo, hi = coincidence.superevent_search_span(conf, event['search'])
-    superevents = gracedb.get_superevents(
-        superevents_query(event_category(event), t_ext + lo, t_ext + hi))
+    category = superevents.event_category(event)
+    found = gracedb.get_superevents(
+        superevents_query(category, t_ext + lo, t_ext + hi))
     matches = []
-    for superevent in superevents:
-        gw_group = coincidence.gw_group(superevent)
-        if coincidence.in_window(conf, event['search'], gw_group,
+    for superevent in found:
+        analysis = gw_group(superevent)
+        if coincidence.in_window(conf, event['search'], analysis,
                                  superevent['t_0'], t_ext):
             matches.append((superevent['superevent_id'], event['graceid'],
                             coincidence.window(conf, event['search'],
-                                               gw_group)))
+                                               analysis)))
     return matches
 
 
@@ -308,11 +307,11 @@ def record_coincidence(result, superevent_id, ext_id):
 
     _ensure_label(EM_COINC, superevent_id, superevent['labels'])
     _ensure_label(EM_COINC, ext_id, ext_event['labels'])
-    gw_group = coincidence.gw_group(superevent)
+    analysis = gw_group(superevent)
     if (combined is not None
             and NOT_GRB not in ext_event['labels']
             and coincidence.passes_alert_threshold(app.conf, combined,
-                                                   gw_group)):
+                                                   analysis)):
         _ensure_label(RAVEN_ALERT, superevent_id, superevent['labels'])
         _ensure_label(RAVEN_ALERT, ext_id, ext_event['labels'])
 

@@ -16,10 +16,6 @@ and the space-time FAR divides it by the sky map overlap integral
 :math:`\mathrm{FAR}_{st} = \mathrm{FAR}_t / I_\Omega`.
 """
 
-#: GW pipelines whose candidates are unmodelled bursts (lowercase), used
-#: for Test events, whose group does not say CBC or Burst.
-BURST_PIPELINES = frozenset({'cwb', 'olib', 'mly'})
-
 #: GraceDB pipelines of the external triggers that RAVEN considers.
 EXTERNAL_PIPELINES = frozenset({'Fermi', 'Swift', 'INTEGRAL', 'AGILE',
                                 'SNEWS'})
@@ -28,24 +24,11 @@ EXTERNAL_PIPELINES = frozenset({'Fermi', 'Swift', 'INTEGRAL', 'AGILE',
 NEUTRINO_SEARCHES = frozenset({'Supernova'})
 
 
-def gw_group(superevent):
-    """``'CBC'`` or ``'Burst'``: the kind of a superevent's preferred event.
-
-    Test events belong to the group Test: their pipeline decides.
-    """
-    event = superevent.get('preferred_event_data') or {}
-    group = event.get('group')
-    if group in ('CBC', 'Burst'):
-        return group
-    pipeline = (event.get('pipeline') or '').lower()
-    return 'Burst' if pipeline in BURST_PIPELINES else 'CBC'
-
-
 def window(conf, ext_search, group):
     """Coincidence window ``(start, end)`` in seconds of ``t_0 - t_ext``.
 
     `ext_search` is the external event's search (GRB, SubGRB, Supernova,
-    MDC), `group` the superevent's :func:`gw_group`.
+    MDC), `group` the superevent's analysis group (CBC or Burst).
     """
     if ext_search in NEUTRINO_SEARCHES:
         start, end = conf['raven_coincidence_window_snews']
