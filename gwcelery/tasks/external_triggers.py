@@ -24,7 +24,7 @@ from . import external_skymaps, gcn, gracedb, raven
 
 log = get_task_logger(__name__)
 
-NOT_GRB = 'NOT_GRB'
+NOT_GRB = raven.NOT_GRB
 """Label of an external event whose instrument says it is not a GRB."""
 
 EVENT_FILENAME = 'initial.data'

@@ -30,7 +30,8 @@ RAVEN_ALERT = 'RAVEN_ALERT'
 """Label of a coincidence whose combined FAR passes the alert threshold."""
 
 NOT_GRB = 'NOT_GRB'
-"""Label of external events that are left out of the search."""
+"""Label of external events that are not GRBs according to their instrument
+(see :mod:`gwcelery.tasks.external_triggers`): left out of the search."""
 
 LOG_TAGS = ['ext_coinc']
 """Tags of RAVEN's log messages."""
