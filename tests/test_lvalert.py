@@ -4,8 +4,11 @@ node, in-process."""
 import json
 import logging
 import os
+import threading
+import time
 
 import pytest
+from celery.contrib.abortable import AbortableAsyncResult
 
 from gwcelery import app
 from gwcelery.tasks import lvalert
@@ -36,6 +39,13 @@ def handled(monkeypatch):
     table.register(record_alert, 'cbc_gstlal', 'superevent')
     RECEIVED.clear()
     return RECEIVED
+
+
+def wait_until(predicate, timeout=20):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, 'timed out'
+        time.sleep(0.05)
 
 
 def load(name):
@@ -119,3 +129,42 @@ def test_handler_registers_a_task_for_each_node(monkeypatch):
     with pytest.raises(TypeError):
         lvalert.handler()
 
+
+
+@pytest.mark.integration
+def test_xmpp_listener_reconnects_after_the_server_restarts(
+        handled, broker_app, tmp_path, monkeypatch, caplog):
+    """lvalert.listen in a thread of this process against a prosody of its
+    own, which is stopped and started again."""
+    from .fixtures.xmpp import XMPPServer
+
+    server = XMPPServer(tmp_path).start()
+    task_id = 'xmpp-reconnect-test'
+    thread = threading.Thread(
+        target=lvalert.listen.apply, kwargs={'task_id': task_id})
+    try:
+        server.create_nodes('cbc_gstlal')
+        for key, value in dict(server.settings,
+                               listener_reconnect_delay_max=1.0).items():
+            monkeypatch.setitem(app.conf, key, value)
+        with caplog.at_level(logging.INFO):
+            thread.start()
+            wait_until(lambda: 'subscribed to node cbc_gstlal' in caplog.text)
+            server.publish('cbc_gstlal', load('lvalert_event_creation.json'))
+            wait_until(lambda: len(handled) == 1)
+
+            server.stop()
+            wait_until(lambda: 'disconnected from the XMPP server'
+                       in caplog.text)
+            caplog.clear()
+            server.start_process()
+            wait_until(lambda: 'subscribed to node cbc_gstlal' in caplog.text,
+                       timeout=30)
+            server.publish('cbc_gstlal', load('lvalert_event_creation.json'))
+            wait_until(lambda: len(handled) == 2)
+    finally:
+        AbortableAsyncResult(task_id, app=app).abort()
+        if thread.is_alive():
+            thread.join(15)
+        server.stop()
+    assert not thread.is_alive()
