@@ -11,6 +11,7 @@ from . import (
     gcn,  # noqa: F401
     gracedb,  # noqa: F401
     lvalert,  # noqa: F401
+    orchestrator,  # noqa: F401
     p_astro,  # noqa: F401
     raven,  # noqa: F401
     skymaps,  # noqa: F401

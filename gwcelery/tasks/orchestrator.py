@@ -4,9 +4,8 @@ Two sets of LVAlert handlers drive it; every workflow is a Celery canvas
 (chains and groups of small tasks) and no task waits for another. Where a
 step needs values that only an earlier step computes (e.g. which files
 exist), a small task builds the rest of the workflow from them and starts
-it, or replaces itself with it (:meth:`celery.Task.replace`) when the
-enclosing chain goes on after it. Replacements never contain groups, so
-that the single-process eager mode needs no result backend.
+it (never :meth:`celery.Task.replace`, which fails in the single-process
+eager mode).
 
 **Per event** (:func:`handle_cbc_event`, :func:`handle_burst_event`):
 
@@ -138,28 +137,29 @@ def classify_canvas(event):
 
 
 def localize_canvas(graceid):
-    """Download ``coinc.xml`` and ``psd.xml.gz``, localise (openmp queue),
-    upload the sky map, label SKYMAP_READY; report a failure in the
-    logs."""
+    """Download ``coinc.xml`` and ``psd.xml.gz``, then
+    :func:`localize_files`; a failure is reported in the logs."""
     return chain(
         group(gracedb.download.si(COINC_FILENAME, graceid),
               gracedb.download.si(PSD_FILENAME, graceid)),
         localize_files.s(graceid),
+    ).on_error(localization_failed.s(graceid))
+
+
+@app.task(shared=False, ignore_result=True)
+def localize_files(files, graceid):
+    """Given the downloaded ``[coinc.xml, psd.xml.gz]`` contents,
+    localise (:func:`gwcelery.tasks.bayestar.localize`, openmp queue),
+    upload the sky map and label the event SKYMAP_READY; a failure is
+    reported in the logs."""
+    coinc_bytes, psd_bytes = files
+    chain(
+        bayestar.localize.si(coinc_bytes, psd_bytes, graceid),
         gracedb.upload.s(bayestar.SKYMAP_FILENAME, graceid,
                          'Sky localization complete (BAYESTAR)',
                          ['sky_loc', 'public']),
         gracedb.create_label.si('SKYMAP_READY', graceid),
-    ).on_error(localization_failed.s(graceid))
-
-
-@app.task(shared=False, bind=True)
-def localize_files(self, files, graceid):
-    """Run :func:`gwcelery.tasks.bayestar.localize` on the downloaded
-    ``[coinc.xml, psd.xml.gz]`` contents (it replaces this task, so the
-    rest of the chain follows the localisation)."""
-    coinc_bytes, psd_bytes = files
-    return self.replace(bayestar.localize.si(coinc_bytes, psd_bytes,
-                                             graceid))
+    ).on_error(localization_failed.s(graceid)).delay()
 
 
 @app.task(shared=False, ignore_result=True)
@@ -175,14 +175,14 @@ def localization_failed(request, exc, traceback, graceid):
           log_on_superevent.s(message)).delay()
 
 
-@app.task(shared=False, bind=True, ignore_result=True)
-def log_on_superevent(self, event, message):
+@app.task(shared=False, ignore_result=True)
+def log_on_superevent(event, message):
     """Write ``message`` to the log of the superevent of ``event`` (if
     it is in one yet)."""
     superevent_id = event.get('superevent')
     if superevent_id:
-        return self.replace(gracedb.upload.si(None, None, superevent_id,
-                                              message, ['sky_loc']))
+        gracedb.upload.delay(None, None, superevent_id, message,
+                             ['sky_loc'])
 
 
 @lvalert.handler(*BURST_NODES, shared=False, ignore_result=True)
@@ -244,9 +244,9 @@ def fallback_preliminary(superevent):
                f'{app.conf.preliminary_alert_timeout:g} s: sending the '
                'preliminary alert with the products available')
     log.warning('%s: %s', superevent['superevent_id'], message)
-    group(gracedb.upload.si(None, None, superevent['superevent_id'], message,
-                            ['em_follow']),
-          preliminary_alert(superevent)).delay()
+    gracedb.upload.delay(None, None, superevent['superevent_id'], message,
+                         ['em_follow'])
+    preliminary_alert(superevent).delay()
 
 
 def preliminary_alert(superevent):
@@ -350,18 +350,15 @@ def publish_products(contents, superevent, names):
 
     alert = chain(
         group(uploads),
-        send_preliminary.s(superevent, skymap_name if skymap else None,
-                           em_bright_json, p_astro_json),
-        gracedb.create_label.si(app.conf.superevent_frozen_label,
-                                superevent_id),
-        circulars.create_circular.si(
-            superevent, skymap, skymap_name, p_astro_json, em_bright_json),
-        gracedb.upload.s(CIRCULAR_FILENAME, superevent_id,
-                         'Template for the GCN Circular', ['em_follow']))
+        send_preliminary.s(superevent, skymap, skymap_name, em_bright_json,
+                           p_astro_json))
     chain(gracedb.get_superevent.si(superevent_id),
           repeat_if_changed.s(preferred)).apply_async(
         countdown=app.conf.superevent_clean_up_timeout)
-    group(alert, *plots).delay()
+    # Started one by one rather than as a group of chains, which the eager
+    # mode cannot run from inside a task.
+    for canvas in (alert, *plots):
+        canvas.delay()
 
 
 def voevent_classification(em_bright_json, p_astro_json):
@@ -379,26 +376,27 @@ def voevent_classification(em_bright_json, p_astro_json):
     return fields
 
 
-@app.task(shared=False, bind=True)
-def send_preliminary(self, upload_results, superevent, skymap_name,
+@app.task(shared=False, ignore_result=True)
+def send_preliminary(upload_results, superevent, skymap, skymap_name,
                      em_bright_json, p_astro_json):
-    """Register the preliminary VOEvent with GraceDB, naming the version
-    of the sky map just uploaded (the first upload's), then
-    :func:`send_voevent`."""
+    """Once the products are on the superevent: register the preliminary
+    VOEvent with GraceDB, naming the version of the sky map just uploaded
+    (the first upload's), then :func:`send_voevent`."""
+    superevent_id = superevent['superevent_id']
     fields = voevent_classification(em_bright_json, p_astro_json)
     fields.update(internal=False, open_alert=True,
                   hardware_inj=is_injection(superevent))
     skymap_filename = None
-    if skymap_name is not None:
+    if skymap is not None:
         skymap_log = upload_results[0]
         skymap_filename = f"{skymap_name},{skymap_log['file_version']}"
         fields.update(skymap_type=_skymap_basename(skymap_name),
                       skymap_filename=skymap_filename)
-    return self.replace(chain(
-        gracedb.create_voevent.si(superevent['superevent_id'],
-                                  'preliminary', **fields),
-        send_voevent.s(superevent, skymap_filename, em_bright_json,
-                       p_astro_json)))
+    chain(
+        gracedb.create_voevent.si(superevent_id, 'preliminary', **fields),
+        send_voevent.s(superevent, skymap, skymap_filename, em_bright_json,
+                       p_astro_json),
+    ).delay()
 
 
 def is_injection(superevent):
@@ -446,23 +444,33 @@ def build_voevent(filename, superevent, skymap_filename, em_bright_json,
     return payload
 
 
-@app.task(shared=False, bind=True)
-def send_voevent(self, filename, superevent, skymap_filename,
+@app.task(shared=False, ignore_result=True)
+def send_voevent(filename, superevent, skymap, skymap_filename,
                  em_bright_json, p_astro_json):
     """Build our VOEvent for GraceDB's record ``filename``
-    (:func:`build_voevent`), send it to GCN, then upload it to the
-    superevent as the latest version of ``filename``, so that GraceDB
-    serves exactly what GCN received."""
+    (:func:`build_voevent`); send it to GCN; upload it to the superevent
+    as the latest version of ``filename``, so that GraceDB serves exactly
+    what GCN received; label GCN_PRELIM_SENT; upload the draft
+    circular."""
+    superevent_id = superevent['superevent_id']
     payload = build_voevent(filename, superevent, skymap_filename,
                             em_bright_json, p_astro_json)
-    return self.replace(chain(
+    chain(
         gcn.send.si(payload),
-        gracedb.upload.si(payload, filename, superevent['superevent_id'],
-                          'VOEvent sent to GCN', ['em_follow'])))
+        gracedb.upload.si(payload, filename, superevent_id,
+                          'VOEvent sent to GCN', ['em_follow']),
+        gracedb.create_label.si(app.conf.superevent_frozen_label,
+                                superevent_id),
+        circulars.create_circular.si(
+            superevent, skymap, skymap_filename, p_astro_json,
+            em_bright_json),
+        gracedb.upload.s(CIRCULAR_FILENAME, superevent_id,
+                         'Template for the GCN Circular', ['em_follow']),
+    ).delay()
 
 
-@app.task(shared=False, bind=True, ignore_result=True)
-def repeat_if_changed(self, superevent, alerted_preferred):
+@app.task(shared=False, ignore_result=True)
+def repeat_if_changed(superevent, alerted_preferred):
     """If the preferred event of a superevent changed since its alert
     (``alerted_preferred``), send a second preliminary alert with the new
     event's products."""
@@ -472,4 +480,4 @@ def repeat_if_changed(self, superevent, alerted_preferred):
              'preliminary alert', superevent['superevent_id'],
              alerted_preferred, superevent['preferred_event'])
     if passes_threshold(superevent):
-        return self.replace(preliminary_alert(superevent))
+        preliminary_alert(superevent).delay()
