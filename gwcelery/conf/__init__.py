@@ -494,3 +494,24 @@ prosody's self-signed one); ``None`` means sleek-lvalert's own bundle."""
 lvalert_keepalive_interval = 60.0
 """Seconds between XMPP pings (XEP-0199) by the listener; a ping without
 answer within as long makes it reconnect."""
+
+# --- HTCondor -------------------------------------------------------------
+
+task_acks_late = False
+"""Acknowledge a task's message when a worker starts the task (Celery's
+default), not when it finishes. A task opts in with ``acks_late=True`` in
+its decorator when running it twice is harmless (e.g. the superevent
+handler): its message then stays with the broker until the task ends, so a
+task cut short by the worker's death (a crash, a lost node, HTCondor's
+SIGKILL when a job outlives its stop timeout) is delivered again, by Redis
+after ``broker_transport_options['visibility_timeout']``. Not global: a
+task with outside effects (sending a GCN notice) must not run twice, and
+the eternal tasks are restarted by Beat, not redelivered. A job removed
+or held gracefully never needs it: SIGTERM makes the worker finish its
+running tasks and hand its reserved messages back. See
+:doc:`htcondor`."""
+
+worker_cancel_long_running_tasks_on_connection_loss = True
+"""When a worker loses its broker connection, cancel its running tasks
+that acknowledge late: the broker will deliver their messages again, and
+letting the first copy run on would do the work twice."""
