@@ -364,3 +364,120 @@ def test_completed_event_replaces_louder_incomplete_preferred(sample_events):
     changes, preferred = superevents.plan_update(superevent, g1)
     assert changes == {'preferred_event': 'G1', 't_0': 1}
     assert preferred is g1
+
+
+# --- the decision as a whole -------------------------------------------------
+
+def test_plan_creates_when_nothing_overlaps():
+    event = cbc_event('G2', gpstime=1010.0)
+    nearby = superevent_of(cbc_event('G1', gpstime=1000.0))
+    assert superevents.plan(event, [nearby]) == (None, True, {}, event)
+
+
+def test_plan_joins_the_overlapping_superevent():
+    target = superevent_of(cbc_event('G1', gpstime=1000.0, snr=12))
+    event = cbc_event('G2', gpstime=1000.5, snr=9)
+    assert superevents.plan(event, [target]) == (
+        target, True, {'t_end': 1001.5}, target['preferred_event_data'])
+
+
+def test_plan_for_an_event_already_in_a_superevent():
+    member = cbc_event('G2', gpstime=1000.5, snr=9, labels=COMPLETE_CBC)
+    target = superevent_of(cbc_event('G1', gpstime=1000.0, snr=12),
+                           t_end=1001.5, gw_events=['G1', 'G2'])
+    superevent, joining, changes, preferred = superevents.plan(
+        member, [target])
+    assert (superevent, joining, changes) == (
+        target, False, {'preferred_event': 'G2', 't_0': 1000.5})
+    assert preferred is member
+
+
+# --- the journal of this process's own changes ------------------------------
+
+def neighbours_of(*superevent_dicts):
+    return {superevent['superevent_id']: superevent
+            for superevent in superevent_dicts}
+
+
+def warm_journal(*superevent_dicts):
+    journal = superevents.Journal()
+    for superevent in superevent_dicts:
+        journal.record(superevent)
+    journal.saw({'alert_type': 'added_to_superevent',
+                 'uid': superevent_dicts[0]['preferred_event']})
+    return journal
+
+
+def test_journal_trusts_no_snapshot_before_its_own_change_comes_back():
+    s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
+    journal = superevents.Journal()
+    journal.record(s1)
+    event = cbc_event('G2', gpstime=1000.5,
+                      superevent_neighbours=neighbours_of(s1))
+    assert journal.neighbours(event) is None
+    journal.saw({'alert_type': 'added_to_superevent', 'uid': 'G99'})
+    journal.saw({'alert_type': 'new', 'uid': 'G1'})
+    assert journal.neighbours(event) is None
+    journal.saw({'alert_type': 'selected_as_preferred', 'uid': 'G1'})
+    assert journal.neighbours(event) == [s1]
+
+
+def test_journal_accepts_snapshot_showing_its_changes():
+    s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
+    other = superevent_of(cbc_event('G5', gpstime=1050.0), 'S5')
+    far = superevent_of(cbc_event('G6', gpstime=1500.0), 'S6')
+    journal = warm_journal(s1, far)
+    event = cbc_event('G2', gpstime=1000.5,
+                      superevent_neighbours=neighbours_of(s1, other))
+    assert journal.neighbours(event) == [s1, other]
+
+
+def test_journal_rejects_snapshot_missing_a_superevent_it_made():
+    s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
+    s2 = superevent_of(cbc_event('G3', gpstime=1060.0), 'S2')
+    journal = warm_journal(s1, s2)
+    event = cbc_event('G2', gpstime=1000.5,
+                      superevent_neighbours=neighbours_of(s1))
+    assert journal.neighbours(event) is None
+
+
+def test_journal_rejects_snapshot_older_than_its_change():
+    s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
+    journal = warm_journal(s1)
+    widened = dict(s1, t_end=1001.5, gw_events=['G1', 'G3'])
+    journal.record(widened)
+    event = cbc_event('G2', gpstime=1000.5,
+                      superevent_neighbours=neighbours_of(s1))
+    assert journal.neighbours(event) is None
+    event['superevent_neighbours'] = neighbours_of(widened)
+    assert journal.neighbours(event) == [widened]
+
+
+def test_journal_rejects_an_event_it_already_handled():
+    s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
+    journal = warm_journal(s1)
+    event = cbc_event('G1', gpstime=1000.0, superevent_neighbours={})
+    assert journal.neighbours(event) is None
+
+
+def test_journal_needs_neighbours_covering_the_query_range(monkeypatch):
+    s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
+    journal = warm_journal(s1)
+    event = cbc_event('G2', gpstime=1000.5,
+                      superevent_neighbours=neighbours_of(s1))
+    monkeypatch.setitem(app.conf, 'superevent_query_d_t_end', 200.0)
+    assert journal.neighbours(event) is None
+    monkeypatch.setitem(app.conf, 'superevent_query_d_t_end', 10.0)
+    assert journal.neighbours(event) == [s1]
+    # an alert from a server that gives no neighbours
+    del event['superevent_neighbours']
+    assert journal.neighbours(event) is None
+
+
+def test_journal_keeps_a_bounded_number_of_superevents():
+    journal = superevents.Journal(size=2)
+    for number in range(3):
+        journal.record(superevent_of(
+            cbc_event(f'G{number}', gpstime=1000.0 + 100 * number),
+            f'S{number}'))
+    assert list(journal.states) == ['S1', 'S2']

@@ -59,9 +59,29 @@ class Alerts:
             and alert['uid'] == graceid and alert['alert_type'] == alert_type
             and (label is None or alert['data']['name'] == label))
 
+    def drain(self):
+        """Read every alert published so far; return the new ones."""
+        position = len(self.received)
+        quiet_until = time.monotonic() + 0.2
+        while time.monotonic() < quiet_until:
+            # None also stands for a subscription message: read on until
+            # nothing came for 0.2 s.
+            message = self.pubsub.get_message(timeout=0.05)
+            if message is not None:
+                node = message['channel'].decode()[len(self.prefix):]
+                self.received.append((node, json.loads(message['data'])))
+                quiet_until = time.monotonic() + 0.2
+        return self.received[position:]
+
     def close(self):
         self.pubsub.close()
         self.client.close()
+
+
+@pytest.fixture(autouse=True)
+def fresh_journal(monkeypatch):
+    """Each test starts like a new superevent worker process."""
+    monkeypatch.setattr(superevents, '_journal', superevents.Journal())
 
 
 @pytest.fixture
@@ -241,6 +261,63 @@ def test_frozen_superevent_keeps_preferred_event(alerts):
     assert superevent['preferred_event'] == first
     assert sorted(superevent['gw_events']) == sorted([first, better])
     assert superevent['t_end'] == pytest.approx(T + 1.5)  # still widened
+
+
+# --- superevent_neighbours instead of a query -------------------------------
+
+class CountingCalls:
+    """Calls the real task and counts the calls."""
+
+    def __init__(self, task):
+        self.task = task
+        self.count = 0
+
+    def __call__(self, *args, **kwargs):
+        self.count += 1
+        return self.task(*args, **kwargs)
+
+
+def test_neighbours_replace_the_query_only_when_up_to_date(
+        alerts, gracedb_server, monkeypatch):
+    queries = CountingCalls(gracedb.get_superevents)
+    monkeypatch.setattr(gracedb, 'get_superevents', queries)
+
+    def handle_like_the_listener():
+        """Hand every alert published so far on the handler's nodes to
+        :func:`handle`, in order, as the listener and the serial worker
+        do."""
+        gracedb_server.flush_alerts()
+        for node, alert in alerts.drain():
+            if node in superevents.NODES:
+                superevents.handle(alert)
+
+    g1 = upload_cbc(T, snr=12)
+    handle_like_the_listener()
+    assert queries.count == 1  # a new process queries until its own
+    # change comes back, which it now has
+
+    g2 = upload_cbc(T + 0.2, snr=9, pipeline='pycbc')
+    handle_like_the_listener()
+    assert queries.count == 1  # G2's neighbours show the superevent of G1
+
+    # G4 and G5 come before either is handled: G5's neighbours predate
+    # the superevent made for G4, so G5 needs a query.
+    g4 = upload_cbc(T + 50, snr=12)
+    g5 = upload_cbc(T + 50.3, snr=9, pipeline='pycbc')
+    handle_like_the_listener()
+    assert queries.count == 2
+
+    # a better event is checked against fresh data
+    g3 = upload_cbc(T - 0.1, snr=15, pipeline='MBTA')
+    handle_like_the_listener()
+    assert queries.count == 3
+
+    first, second = find_superevents(T - 10, T + 100)
+    assert sorted(first['gw_events']) == sorted([g1, g2, g3])
+    assert first['preferred_event'] == g3
+    assert (first['t_start'], first['t_end']) == pytest.approx(
+        (T - 1.1, T + 1.2))
+    assert sorted(second['gw_events']) == sorted([g4, g5])
 
 
 # --- redelivery ------------------------------------------------------------

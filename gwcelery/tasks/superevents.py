@@ -15,6 +15,7 @@ and sends the differences back, so running it twice for the same alert
 changes nothing the second time.
 """
 
+import collections
 import math
 
 from celery.utils.log import get_task_logger
@@ -215,6 +216,27 @@ def plan_update(superevent, event):
     return changes, preferred
 
 
+def plan(event, superevents):
+    """Decide what ``event`` does, given the candidate superevents.
+
+    Returns ``(superevent, joining, changes, preferred)``: the superevent
+    that the event is already in or joins, or None if a new one is to be
+    made with the event's window and the event as preferred event; whether
+    the event joins it now; the fields of the superevent to update
+    (:func:`plan_update`); and the preferred event afterwards.
+    """
+    superevent = member_superevent(superevents, event['graceid'])
+    joining = superevent is None
+    if joining:
+        _, t_start, t_end = event_window(event)
+        superevent = overlapping_superevent(
+            superevents, event_category(event), t_start, t_end)
+        if superevent is None:
+            return None, True, {}, event
+    changes, preferred = plan_update(superevent, event)
+    return superevent, joining, changes, preferred
+
+
 def candidate_superevents(event):
     """Fetch the superevents that ``event`` may belong to: its own if it is
     already in one, otherwise those of its category whose ``t_0`` is near
@@ -222,11 +244,92 @@ def candidate_superevents(event):
     superevent_id = event.get('superevent')
     if superevent_id:
         return [gracedb.get_superevent(superevent_id)]
-    gpstime = event['gpstime']
-    start = gpstime - app.conf.superevent_query_d_t_start
-    end = gpstime + app.conf.superevent_query_d_t_end
+    start, end = _query_range(event)
     return gracedb.get_superevents(
         f'category: {event_category(event)} t_0: {start!r} .. {end!r}')
+
+
+def _query_range(event):
+    gpstime = event['gpstime']
+    return (gpstime - app.conf.superevent_query_d_t_start,
+            gpstime + app.conf.superevent_query_d_t_end)
+
+
+NEIGHBOURS_HALF_WIDTH = 100.0
+"""GraceDB puts in an event's ``superevent_neighbours`` the superevents of
+its category whose ``t_0`` is within this many seconds of its
+``gpstime``."""
+
+ECHO_ALERT_TYPES = ('added_to_superevent', 'selected_as_preferred')
+"""Event alerts that GraceDB sends when an event is put into a superevent
+(created with it, added to it, or made its preferred event)."""
+
+
+class Journal:
+    """The superevents that this process changed, as it left them.
+
+    A ``new`` alert carries ``superevent_neighbours``: the superevents near
+    the event when it was created. The superevent worker is the only
+    writer of superevent windows and members, so these can stand in for a
+    query (one GraceDB request fewer) unless this worker changed them
+    since. :meth:`neighbours` tells: the snapshot must show every
+    superevent this process changed near the event as it left it. A
+    process that just started does not know what its predecessor changed,
+    so it trusts no snapshot until the alert of one of its own changes has
+    come back (:meth:`saw`): every alert after that one was made later.
+    """
+
+    def __init__(self, size=1000):
+        self.size = size
+        self.states = collections.OrderedDict()
+        self.warm = False
+
+    @staticmethod
+    def _state(superevent):
+        return {'t_0': superevent['t_0'], 't_start': superevent['t_start'],
+                't_end': superevent['t_end'],
+                'preferred_event': superevent['preferred_event'],
+                'gw_events': frozenset(superevent['gw_events'])}
+
+    def record(self, superevent):
+        """Remember a superevent as this process just left it."""
+        superevent_id = superevent['superevent_id']
+        self.states.pop(superevent_id, None)
+        self.states[superevent_id] = self._state(superevent)
+        if len(self.states) > self.size:
+            self.states.popitem(last=False)
+
+    def saw(self, alert):
+        """Take note of an alert received by the handler."""
+        if (not self.warm and alert['alert_type'] in ECHO_ALERT_TYPES
+                and any(alert['uid'] in state['gw_events']
+                        for state in self.states.values())):
+            self.warm = True
+
+    def neighbours(self, event):
+        """Return the candidate superevents of a new event from its
+        ``superevent_neighbours``, or None if they may be out of date."""
+        neighbours = event.get('superevent_neighbours')
+        start, end = _query_range(event)
+        if (not self.warm or neighbours is None
+                or event['gpstime'] - start > NEIGHBOURS_HALF_WIDTH
+                or end - event['gpstime'] > NEIGHBOURS_HALF_WIDTH):
+            return None
+        category = event_category(event)
+        for superevent_id, state in self.states.items():
+            if event['graceid'] in state['gw_events']:
+                return None  # already handled: a redelivered alert
+            seen = neighbours.get(superevent_id)
+            relevant = seen is not None or (
+                superevent_category(superevent_id) == category
+                and start <= state['t_0'] <= end)
+            if relevant and (seen is None or self._state(seen) != state):
+                return None
+        return [superevent for superevent in neighbours.values()
+                if start <= superevent['t_0'] <= end]
+
+
+_journal = Journal()
 
 
 def process(event, superevents):
@@ -237,21 +340,19 @@ def process(event, superevents):
     Only the differences are sent to GraceDB, so processing the same event
     twice creates and changes nothing the second time.
     """
+    apply(event, *plan(event, superevents))
+
+
+def apply(event, superevent, joining, changes, preferred):
+    """Carry out a decision of :func:`plan` in GraceDB."""
     graceid = event['graceid']
-    superevent = member_superevent(superevents, graceid)
-    joining = superevent is None
-    if joining:
-        t_0, t_start, t_end = event_window(event)
-        superevent = overlapping_superevent(
-            superevents, event_category(event), t_start, t_end)
     if superevent is None:
+        t_0, t_start, t_end = event_window(event)
         superevent = gracedb.create_superevent(graceid, t_0, t_start, t_end)
-        superevent_id = superevent['superevent_id']
-        preferred = event
-        log.info('%s: created superevent %s', graceid, superevent_id)
+        log.info('%s: created superevent %s', graceid,
+                 superevent['superevent_id'])
     else:
         superevent_id = superevent['superevent_id']
-        changes, preferred = plan_update(superevent, event)
         if joining and 'preferred_event' not in changes:
             # Setting the preferred event also adds it: one request fewer.
             gracedb.add_event_to_superevent(superevent_id, graceid)
@@ -260,11 +361,14 @@ def process(event, superevents):
         log.info('%s: %s superevent %s%s', graceid,
                  'added to' if joining else 'already in', superevent_id,
                  f', updated {changes}' if changes else '')
+        superevent = {**superevent, **changes, 'gw_events': [
+            *superevent['gw_events'], *([graceid] if joining else [])]}
+    _journal.record(superevent)
     em_ready = app.conf.superevent_em_ready_label
     if is_complete(preferred) and em_ready not in superevent['labels']:
-        gracedb.create_label(em_ready, superevent_id)
+        gracedb.create_label(em_ready, superevent['superevent_id'])
         log.info('%s: preferred event %s is complete, labelled %s',
-                 superevent_id, preferred['graceid'], em_ready)
+                 superevent['superevent_id'], preferred['graceid'], em_ready)
 
 
 @lvalert.handler(*NODES, queue='superevent', shared=False,
@@ -273,8 +377,8 @@ def process(event, superevents):
                  autoretry_for=(gracedb.GraceDbUnavailable,),
                  retry_backoff=True, retry_jitter=True,
                  retry_backoff_max=app.conf['gracedb_retry_backoff_max'],
-                 max_retries=app.conf['gracedb_max_retries'])
-def handle(alert):
+                 max_retries=app.conf['gracedb_max_retries'], bind=True)
+def handle(self, alert):
     """Handle an LVAlert message of a search pipeline's node.
 
     Acts on ``new`` events, and on ``label_added`` when the label makes the
@@ -286,6 +390,7 @@ def handle(alert):
     retried with backoff while GraceDB is unreachable: running it again is
     harmless (see :func:`process`).
     """
+    _journal.saw(alert)
     event = alert['object']
     graceid = event['graceid']
     alert_type = alert['alert_type']
@@ -303,4 +408,15 @@ def handle(alert):
         log.info('%s: FAR %g Hz above threshold, not put in a superevent',
                  graceid, far)
         return
-    process(event, candidate_superevents(event))
+    decision = None
+    if alert_type == 'new' and not self.request.retries:
+        neighbours = _journal.neighbours(event)
+        if neighbours is not None:
+            decision = plan(event, neighbours)
+            if 'preferred_event' in decision[2]:
+                # A new preferred event depends on labels (completeness,
+                # frozen) that others may have changed since the alert.
+                decision = None
+    if decision is None:
+        decision = plan(event, candidate_superevents(event))
+    apply(event, *decision)

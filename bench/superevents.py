@@ -1,0 +1,318 @@
+"""Benchmark of the superevent manager with the local stack.
+
+Starts a private Redis, ``gwcelery gracedb-server`` (alerts over Redis
+pub/sub), a worker running the LVAlert listener and the serial superevent
+worker (``-Q superevent -c 1``). Then uploads ``--events`` candidates in
+clusters of 1 to ``--max-cluster`` events from distinct searches (gstlal,
+PyCBC, MBTA, SPIIR as CBC ``coinc.xml`` uploads; cWB, oLIB as JSON), each
+cluster 300 s after the previous one, as fast as the server takes them
+(``--uploaders`` client threads).
+
+An event counts as handled when the server publishes its
+``added_to_superevent`` alert. Prints the upload rate, the sustained rate
+of events handled, the p50/p99 latency from the start of an event's upload
+to that alert, and the superevent worker's busy time per event (from its
+task run times), whose inverse is the worker's capacity.
+
+The listener runs on a queue of its own so that the tasks of other
+handlers of the same nodes (the orchestrator's) are queued but not run:
+only the superevent path is measured.
+
+    python bench/superevents.py [--events 1000] [--format coinc|json]
+"""
+
+import argparse
+import concurrent.futures
+import contextlib
+import json
+import math
+import os
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import redis
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
+
+from gwcelery import app  # noqa: E402
+from gwcelery.tasks import gracedb, lvalert  # noqa: E402
+from gwcelery.tools.local import child_environment, write_config  # noqa
+from gwcelery.util.redis_server import RedisServer  # noqa: E402
+from tests.superevent_uploads import coinc_xml, cwb_json  # noqa: E402
+
+#: Searches that report a cluster's signal, in the order they are drawn.
+PIPELINES = (('gstlal', 'CBC'), ('pycbc', 'CBC'), ('MBTA', 'CBC'),
+             ('spiir', 'CBC'), ('CWB', 'Burst'), ('oLIB', 'Burst'))
+
+#: GPS time of the first cluster, and seconds between clusters.
+T0, CLUSTER_SPACING = 1300000000.0, 300.0
+
+LISTENER_QUEUE = 'bench-lvalert'
+
+TASK_DONE = re.compile(
+    r'Task gwcelery\.tasks\.superevents\.handle\[\S+\] succeeded in '
+    r'([0-9.e-]+)s')
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def plan_events(count, max_cluster, rng):
+    """Return [(pipeline, group, gpstime, far, snr)] in upload order."""
+    events = []
+    cluster = 0
+    while len(events) < count:
+        size = min(rng.randint(1, max_cluster), count - len(events))
+        t_0 = T0 + CLUSTER_SPACING * cluster
+        for pipeline, group in rng.sample(PIPELINES, size):
+            events.append((pipeline, group, t_0 + rng.uniform(-0.05, 0.05),
+                           10 ** rng.uniform(-12, -6), rng.uniform(8, 20)))
+        cluster += 1
+    return events
+
+
+def event_file(pipeline, group, gpstime, far, snr, file_format):
+    """Return (filename, contents) of the upload of one candidate."""
+    if group == 'CBC' and file_format == 'coinc':
+        return 'coinc.xml', coinc_xml(gpstime, far, snr)
+    if pipeline == 'CWB':
+        return 'event.json', cwb_json(gpstime, far, duration=0.1, snr=snr)
+    attributes = ({'CoincInspiral': {'snr': snr}} if group == 'CBC' else
+                  {'LalInferenceBurst': {'quality_mean': 10.0,
+                                         'frequency_mean': 100.0}})
+    return 'event.json', json.dumps({
+        'gpstime': gpstime, 'far': far, 'instruments': 'H1,L1',
+        'extra_attributes': attributes}).encode()
+
+
+class Stack:
+    """Redis, the GraceDB server and the two workers, as subprocesses."""
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+        self.redis = RedisServer(data_dir=os.path.join(workdir, 'redis'))
+        self.redis.start()
+        port = free_port()
+        self.gracedb_url = f'http://127.0.0.1:{port}/api/'
+        settings = {
+            'broker_url': self.redis.url, 'result_backend': self.redis.url,
+            'gracedb_url': self.gracedb_url,
+            'gracedb_host': f'127.0.0.1:{port}',
+            'lvalert_transport': 'redis', 'lvalert_redis_url': self.redis.url,
+            'gracedb_server_redis_url': self.redis.url,
+            'task_create_missing_queues': True,
+            'task_routes': {'gwcelery.tasks.lvalert.listen':
+                            {'queue': LISTENER_QUEUE}},
+        }
+        write_config(workdir, settings)
+        app.conf.update(settings)
+        self.env = child_environment(workdir)
+        self.processes = []
+        self.start('gracedb-server', 'gracedb-server', '--host', '127.0.0.1',
+                   '--port', str(port), '--data-dir',
+                   os.path.join(workdir, 'gracedb'), '--alerts', 'redis',
+                   '--log-level', 'WARNING')
+        self.wait_for_port(port)
+        for name, queue, concurrency in (
+                ('listener', LISTENER_QUEUE, '1'),
+                ('superevent', 'superevent', '1')):
+            self.start(name, 'worker', '--hostname', f'{name}@%h',
+                       '--queues', queue, '--concurrency', concurrency,
+                       '--loglevel', 'INFO', '--without-mingle',
+                       '--without-gossip')
+        self.wait_for_workers(['listener', 'superevent'])
+        lvalert.listen.delay()  # what Beat does every second
+        self.wait_for_subscription()
+
+    def start(self, name, *args):
+        with open(self.logfile(name), 'wb') as out:
+            self.processes.append(subprocess.Popen(
+                [sys.executable, '-m', 'gwcelery', *args], env=self.env,
+                stdout=out, stderr=subprocess.STDOUT))
+
+    def logfile(self, name):
+        return os.path.join(self.workdir, f'{name}.log')
+
+    @staticmethod
+    def wait_for_port(port, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(('127.0.0.1', port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError('the GraceDB server did not start')
+
+    @staticmethod
+    def wait_for_workers(names, timeout=60):
+        deadline = time.monotonic() + timeout
+        answered = set()
+        while answered != set(names):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f'workers {names} did not all start')
+            for reply in app.control.ping(timeout=0.5) or []:
+                answered.update(node.split('@')[0] for node in reply)
+
+    def wait_for_subscription(self, timeout=60):
+        client = redis.Redis.from_url(self.redis.url)
+        channel = app.conf['lvalert_redis_channel_prefix'] + 'cbc_gstlal'
+        deadline = time.monotonic() + timeout
+        while not client.pubsub_numsub(channel)[0][1]:
+            if time.monotonic() > deadline:
+                raise RuntimeError('the LVAlert listener did not subscribe')
+            time.sleep(0.1)
+        client.close()
+
+    def stop(self):
+        for process in reversed(self.processes):
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self.redis.stop()
+
+
+class Arrivals:
+    """Time at which each event's ``added_to_superevent`` alert arrives."""
+
+    def __init__(self, url, prefix):
+        self.times = {}
+        self.done = threading.Event()
+        self.expected = math.inf
+        self.client = redis.Redis.from_url(url)
+        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.psubscribe(prefix + '*')
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.done.is_set():
+            message = self.pubsub.get_message(timeout=0.5)
+            if message is None:
+                continue
+            now = time.perf_counter()
+            if b'"added_to_superevent"' not in message['data']:
+                continue
+            alert = json.loads(message['data'])
+            if alert['alert_type'] == 'added_to_superevent':
+                self.times.setdefault(alert['uid'], now)
+                if len(self.times) >= self.expected:
+                    self.done.set()
+
+    def close(self):
+        self.done.set()
+        self.thread.join()
+        self.pubsub.close()
+        self.client.close()
+
+
+def percentile(values, fraction):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(fraction * len(values)))]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--events', type=int, default=1000)
+    parser.add_argument('--max-cluster', type=int, default=6)
+    parser.add_argument('--uploaders', type=int, default=2,
+                        help='client threads uploading events')
+    parser.add_argument('--format', choices=('coinc', 'json'),
+                        default='coinc', help='event file of the CBC '
+                        'uploads: coinc.xml as the searches upload, or the '
+                        "JSON the local server also reads (cheaper to parse)")
+    parser.add_argument('--rate', type=float, help='upload at most this '
+                        'many events per second (default: as fast as the '
+                        'server takes them)')
+    parser.add_argument('--seed', type=int, default=1)
+    parser.add_argument('--workdir', help='directory for the data and logs '
+                        '(kept); a temporary one by default')
+    parser.add_argument('--timeout', type=float, default=300,
+                        help='seconds to wait for the last event')
+    args = parser.parse_args()
+
+    rng = random.Random(args.seed)
+    plan = plan_events(args.events, args.max_cluster, rng)
+    uploads = [event_file(*event, args.format) for event in plan]
+    print(f'superevent benchmark: {len(plan)} events in clusters of 1-'
+          f'{args.max_cluster}, CBC as {args.format}, {args.uploaders} '
+          f'uploader(s), rate {args.rate or "unlimited"}, '
+          f'{os.cpu_count()} CPUs')
+
+    with contextlib.ExitStack() as cleanup:
+        workdir = args.workdir or cleanup.enter_context(
+            tempfile.TemporaryDirectory(prefix='bench-superevents-'))
+        stack = Stack(workdir)
+        try:
+            arrivals = Arrivals(stack.redis.url,
+                                app.conf['lvalert_redis_channel_prefix'])
+            started = {}
+
+            def upload(i):
+                pipeline, group = plan[i][:2]
+                filename, contents = uploads[i]
+                if args.rate:
+                    time.sleep(max(0, begin + i / args.rate
+                                   - time.perf_counter()))
+                start = time.perf_counter()
+                event = gracedb.create_event(contents, 'AllSky', pipeline,
+                                             group, filename=filename)
+                started[event['graceid']] = start
+
+            begin = time.perf_counter()
+            with concurrent.futures.ThreadPoolExecutor(args.uploaders) as pool:
+                for future in [pool.submit(upload, i)
+                               for i in range(len(plan))]:
+                    future.result()
+            uploaded = time.perf_counter()
+            arrivals.expected = len(plan)
+            if len(arrivals.times) >= len(plan):
+                arrivals.done.set()
+            complete = arrivals.done.wait(args.timeout)
+            arrivals.close()
+            with open(stack.logfile('superevent')) as f:
+                run_times = [float(match) for match in TASK_DONE.findall(
+                    f.read())]
+            superevents = gracedb.get_superevents('category: Production')
+        finally:
+            stack.stop()
+
+    handled = [graceid for graceid in started if graceid in arrivals.times]
+    if not complete:
+        print(f'only {len(handled)} of {len(plan)} events reached a '
+              f'superevent within {args.timeout} s')
+    latencies = [arrivals.times[graceid] - started[graceid]
+                 for graceid in handled]
+    last = max(arrivals.times[graceid] for graceid in handled)
+    clusters = len({round((event[2] - T0) / CLUSTER_SPACING)
+                    for event in plan})
+    print(f'superevents: {len(superevents)} for {clusters} clusters')
+    print(f'upload rate:          {len(plan) / (uploaded - begin):7.1f} '
+          f'events/s')
+    print(f'handled rate:         {len(handled) / (last - begin):7.1f} '
+          f'events/s (first upload to last event in its superevent)')
+    print(f'upload -> superevent: p50 {1e3 * statistics.median(latencies):.0f}'
+          f' ms, p99 {1e3 * percentile(latencies, 0.99):.0f} ms')
+    busy = sum(run_times)
+    print(f'superevent worker:    {len(run_times)} handler runs, '
+          f'{1e3 * busy / len(handled):.1f} ms busy per event '
+          f'(capacity {len(handled) / busy:.0f} events/s); median run '
+          f'{1e3 * statistics.median(run_times):.1f} ms')
+
+
+if __name__ == '__main__':
+    main()
