@@ -362,6 +362,21 @@ def test_resubmit_without_a_running_set_just_submits(schedd, tmp_path):
     assert len(schedd.jobs) == 6
 
 
+def test_scheduler_refusal_is_one_clear_line(schedd, tmp_path, monkeypatch):
+    def refuse(description):
+        raise htcondor2.HTCondorException(
+            'Failed to create new cluster.SCHEDD:13:Cannot allocate a '
+            'cluster id')
+
+    monkeypatch.setattr(schedd, 'submit', refuse)
+    result = run('submit', '--log-dir', str(tmp_path))
+    assert result.exit_code == 1
+    assert result.output.startswith(
+        'Error: HTCondor failed to submit the jobs: Failed to create new '
+        'cluster')
+    assert ('queues no jobs of root' in result.output) == (os.getuid() == 0)
+
+
 def test_constraint_quotes_names():
     expr = condor_tool.constraint('a"b')
     ad = classad2.ClassAd({'GWCeleryDeployment': 'a"b',

@@ -7,6 +7,7 @@ that belong to the current user, through the HTCondor Python bindings
 (``htcondor2``, from the ``htcondor`` package on PyPI).
 """
 
+import contextlib
 import functools
 import os
 import pwd
@@ -65,6 +66,22 @@ def connect():
             f'cannot reach an HTCondor scheduler ({e}); {where}') from e
 
 
+@contextlib.contextmanager
+def scheduler_errors(doing):
+    """Turn an error of the scheduler into a one-line message."""
+    import htcondor2
+
+    try:
+        yield
+    except htcondor2.HTCondorException as e:
+        hint = ''
+        if os.getuid() == 0:
+            hint = (' (HTCondor queues no jobs of root: run this as the '
+                    'account that runs the pipeline)')
+        raise click.ClickException(
+            f'HTCondor failed {doing}: {e}{hint}') from e
+
+
 def current_user():
     """Name of the account the jobs belong to (HTCondor's ``Owner``)."""
     return pwd.getpwuid(os.getuid()).pw_name
@@ -84,11 +101,12 @@ def constraint(deployment):
 
 def find_jobs(schedd, deployment):
     """Return the job ads of the set, ordered by job id."""
-    ads = schedd.query(
-        constraint(deployment),
-        projection=['ClusterId', 'ProcId', PROCESS_ATTRIBUTE, 'JobStatus',
-                    'EnteredCurrentStatus', 'RemoteHost', 'JobRunCount',
-                    'HoldReason'])
+    with scheduler_errors('to list the jobs'):
+        ads = schedd.query(
+            constraint(deployment),
+            projection=['ClusterId', 'ProcId', PROCESS_ATTRIBUTE,
+                        'JobStatus', 'EnteredCurrentStatus', 'RemoteHost',
+                        'JobRunCount', 'HoldReason'])
     return sorted(ads, key=lambda ad: (ad['ClusterId'], ad['ProcId']))
 
 
@@ -101,8 +119,9 @@ def act(schedd, action_name, deployment, reason):
 
     # The bindings take the reason as a (text, code) pair; a bare string
     # would be dropped.
-    result = schedd.act(getattr(htcondor2.JobAction, action_name),
-                        constraint(deployment), reason=(reason, 0))
+    with scheduler_errors(f'to {action_name.lower()} the jobs'):
+        result = schedd.act(getattr(htcondor2.JobAction, action_name),
+                            constraint(deployment), reason=(reason, 0))
     return int(result['TotalSuccess']) if result is not None else 0
 
 
@@ -182,10 +201,12 @@ def submit_set(schedd, options):
         options['concurrency'], options['flower_port'],
         options['stop_timeout'], options['accounting_group'],
         options['machine'])
-    result = schedd.submit(submit)
+    with scheduler_errors('to submit the jobs'):
+        result = schedd.submit(submit)
     processes = [item['process_name'] for item in submit.itemdata()]
     click.echo(f'Submitted {result.num_procs()} jobs of {deployment!r} as '
                f'cluster {result.cluster()}: {", ".join(processes)}')
+    click.echo(f'Configuration: {options["config_module"]}')
     click.echo(f'Logs: {log_dir}/')
 
 
