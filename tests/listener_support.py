@@ -54,18 +54,20 @@ def listener_settings(worker_settings, **extra):
     return settings
 
 
-def active_eternal(names=ETERNAL, timeout=1.0):
-    """The running copies of the eternal tasks: a list of dicts with
-    ``name``, ``id``, ``hostname`` and ``worker_pid``."""
-    replies = app.control.inspect(timeout=timeout).active() or {}
+def active_eternal(names=ETERNAL, workers=1, timeout=1.0):
+    """The running copies of the eternal tasks on the `workers` running
+    workers: a list of dicts with ``name``, ``id``, ``hostname`` and
+    ``worker_pid``."""
+    replies = app.control.inspect(timeout=timeout,
+                                  limit=workers).active() or {}
     return [dict(task, hostname=hostname)
             for hostname, tasks in replies.items() for task in tasks
             if task['name'] in names]
 
 
-def running(name, timeout=30):
+def running(name, workers=1, timeout=30):
     """Wait until exactly one copy of eternal task `name` runs; return it."""
     def one():
-        copies = [task for task in active_eternal((name,))]
+        copies = active_eternal((name,), workers)
         return copies[0] if len(copies) == 1 else None
     return wait_for(one, timeout, interval=0.2, message=f'{name} to run')

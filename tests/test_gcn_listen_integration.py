@@ -1,8 +1,10 @@
 """gcn.listen in a real worker, started by a real Beat, fed by real peers:
-pygcn's VOEvent server, then a raw VTP server that sends garbage."""
+pygcn's VOEvent server (with a SIGKILL of the listener in between), then a
+raw VTP server that sends garbage."""
 
 import glob
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -16,7 +18,13 @@ import redis
 from gwcelery.util import voevent_transport as vtp
 
 from .conftest import SHARED_DATA
-from .listener_support import WORKER_ARGS, listener_settings, wait_for
+from .listener_support import (
+    WORKER_ARGS,
+    active_eternal,
+    listener_settings,
+    running,
+    wait_for,
+)
 from .listener_tasks import GCN_KEY
 
 pytestmark = pytest.mark.integration
@@ -79,7 +87,7 @@ def frame(payload):
     return struct.pack('!I', len(payload)) + payload
 
 
-def test_listen_gets_every_pygcn_sample_and_survives_garbage(
+def test_listen_gets_every_pygcn_sample_survives_sigkill_and_garbage(
         start_worker, start_beat, worker_settings, redis_url):
     settings = listener_settings(worker_settings)
     port = settings['gcn_remote_port']
@@ -87,10 +95,29 @@ def test_listen_gets_every_pygcn_sample_and_survives_garbage(
     try:
         worker = start_worker('celery', 'celery', *WORKER_ARGS)
         start_beat()
+        first = running('gwcelery.tasks.gcn.listen')
         expected = {open(path, 'rb').read() for path in SAMPLES}
         wait_for(lambda: expected <= set(received(redis_url)), 60,
                  message='every sample notice')
         # Every payload the handler got is byte-for-byte a sample.
+        assert set(received(redis_url)) <= expected
+
+        # SIGKILL the pool process running the listener: Beat starts a
+        # new copy, which handles the next notice.
+        os.kill(first['worker_pid'], signal.SIGKILL)
+        killed = time.monotonic()
+        second = wait_for(
+            lambda: [task for task in active_eternal(
+                ('gwcelery.tasks.gcn.listen',)) if task['id'] != first['id']],
+            30, interval=0.05, message='a new gcn.listen')[0]
+        restarted = time.monotonic() - killed
+        handled = len(received(redis_url))
+        wait_for(lambda: len(received(redis_url)) > handled, 30,
+                 interval=0.05, message='a notice after the restart')
+        print(f'\ngcn.listen back {restarted:.1f} s after SIGKILL; next '
+              f'notice handled {time.monotonic() - killed:.1f} s after it')
+        assert second['worker_pid'] != first['worker_pid']
+        assert restarted < 10
         assert set(received(redis_url)) <= expected
     finally:
         server.terminate()
