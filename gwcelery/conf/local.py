@@ -9,3 +9,12 @@ from . import *  # noqa: F403
 mock_events_interval = 60
 """Upload a simulated candidate every minute (``gwcelery local
 --mock-interval``)."""
+
+superevent_clean_up_timeout = 30.0
+"""A second preliminary alert, if the preferred event changed, follows
+half a minute after the first (270 s in production) so that a demo shows
+it."""
+
+preliminary_alert_timeout = 90.0
+"""Send the preliminary alert without EM_READY after a minute and a half:
+longer than a BAYESTAR run here (20--30 s, more when several queue)."""
