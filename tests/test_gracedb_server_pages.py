@@ -7,27 +7,16 @@ Screenshots go to ``artifacts/screenshots/`` at the top of the repository
 
 import os
 import re
-import shutil
 import struct
-import subprocess
-import tempfile
 import zlib
 
 import pytest
 from gracedb_sdk import Client
 
+from .browser import dump_dom, screenshot
 from .conftest import SHARED_DATA
 
 pytestmark = pytest.mark.integration
-
-SCREENSHOTS = os.path.join(os.path.dirname(__file__), os.pardir, 'artifacts',
-                           'screenshots')
-
-CHROMIUM_FLAGS = ('--headless', '--no-sandbox', '--disable-gpu',
-                  '--disable-quic', '--no-first-run',
-                  '--disable-background-networking',
-                  '--disable-component-update', '--disable-sync')
-
 
 def make_png(width, height, rgb=(200, 30, 30)):
     """A real PNG image of one colour."""
@@ -41,41 +30,6 @@ def make_png(width, height, rgb=(200, 30, 30)):
             + chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 8, 2, 0,
                                          0, 0))
             + chunk(b'IDAT', zlib.compress(rows)) + chunk(b'IEND', b''))
-
-
-def png_size(data):
-    assert data[:8] == b'\x89PNG\r\n\x1a\n'
-    return struct.unpack('>II', data[16:24])
-
-
-def chromium(*args):
-    """Run headless Chromium with a throw-away profile; return stdout."""
-    executable = shutil.which('chromium')
-    if executable is None:
-        pytest.fail('chromium is not installed; run .ci/install-system-deps')
-    with tempfile.TemporaryDirectory() as profile:
-        result = subprocess.run(
-            [executable, *CHROMIUM_FLAGS, f'--user-data-dir={profile}',
-             *args], capture_output=True, timeout=120)
-    assert result.returncode == 0, result.stderr.decode()[-2000:]
-    return result.stdout.decode()
-
-
-def dump_dom(url):
-    """The page's DOM after its scripts ran and its images loaded."""
-    return chromium('--dump-dom', '--virtual-time-budget=10000', url)
-
-
-def screenshot(url, name):
-    os.makedirs(SCREENSHOTS, exist_ok=True)
-    path = os.path.abspath(os.path.join(SCREENSHOTS, name))
-    if os.path.exists(path):
-        os.remove(path)
-    chromium(f'--screenshot={path}', '--window-size=1280,800', url)
-    with open(path, 'rb') as f:
-        data = f.read()
-    assert png_size(data) == (1280, 800)
-    return data
 
 
 def table_rows(dom, table_id):
