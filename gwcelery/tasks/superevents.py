@@ -9,9 +9,11 @@ every superevent as its preferred event.
 
 The decisions are pure functions of event and superevent dicts (the shapes
 GraceDB returns): :func:`event_window`, :func:`event_category`,
-:func:`ranking_key`, :func:`overlapping_superevent` and :func:`plan_update`.
-:func:`handle` only fetches the state from GraceDB, applies those functions
-and sends the differences back, so running it twice for the same alert
+:func:`ranking_key`, :func:`overlapping_superevent`, :func:`plan_update`,
+and :func:`plan` which combines them. :func:`handle` only gets the
+candidate superevents (from GraceDB, or from the alert itself when
+:class:`Journal` can vouch for it), applies :func:`plan` and sends the
+differences back (:func:`apply`), so running it twice for the same alert
 changes nothing the second time.
 """
 
