@@ -56,6 +56,10 @@ __all__ = ('EternalTask',)
 
 log = get_task_logger(__name__)
 
+#: Logger for what runs outside the task's context: the lock-renewing
+#: thread and the worker's main process.
+process_log = logging.getLogger(__name__)
+
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
     return redis.call('del', KEYS[1])
@@ -143,14 +147,16 @@ class _Renewer(threading.Thread):
                         or self.store.acquire(self.key, self.owner,
                                               self.ttl)):
                     continue
-                log.error('%s: the singleton lock now belongs to task %s; '
-                          'stopping this copy', self.name,
-                          self.store.owner(self.key))
+                process_log.error(
+                    '%s: the singleton lock now belongs to task %s; '
+                    'stopping this copy', self.name,
+                    self.store.owner(self.key))
                 self.lost.set()
                 return
             except redis.RedisError as exc:
-                log.warning('%s: could not renew the singleton lock: %s',
-                            self.name, exc)
+                process_log.warning(
+                    '%s: could not renew the singleton lock: %s', self.name,
+                    exc)
 
     def stop(self):
         self._stop_event.set()
@@ -165,8 +171,13 @@ class AbortEternalTasks(StartStopStep):
 
     def stop(self, worker):
         for request in list(worker.state.active_requests):
-            if isinstance(request.task, EternalTask):
+            if not isinstance(request.task, EternalTask):
+                continue
+            try:
                 AbortableAsyncResult(request.id, app=worker.app).abort()
+            except Exception as exc:  # the result backend is unreachable
+                process_log.error('%s: cannot ask task %s to stop: %s',
+                                  request.task.name, request.id, exc)
 
 
 class EternalTask(celery_eternal.EternalTask):
@@ -266,32 +277,29 @@ def _eternal(task):
     return isinstance(task, EternalTask)
 
 
+def _release(task, task_id, args, kwargs, what):
+    try:
+        if task.release_lock_of(task_id, args, kwargs):
+            process_log.warning('%s: task %s %s; released its lock',
+                                task.name, task_id, what)
+    except redis.RedisError as exc:
+        process_log.error('%s: task %s %s, but its lock could not be '
+                          'released (%s); it expires within %.0f s',
+                          task.name, task_id, what, exc, task.lock_ttl)
+
+
 @signals.task_failure.connect
 def _release_after_failure(sender=None, task_id=None, args=None,
                            kwargs=None, **_):
     """In the worker's main process this is how a lost pool child (e.g.
     SIGKILLed) is reported; release the dead copy's lock."""
     if _eternal(sender) and task_id:
-        try:
-            if sender.release_lock_of(task_id, args, kwargs):
-                log.warning('%s: task %s died; released its lock',
-                            sender.name, task_id)
-        except redis.RedisError:
-            logging.getLogger(__name__).exception(
-                '%s: could not release the lock of task %s', sender.name,
-                task_id)
+        _release(sender, task_id, args, kwargs, 'died')
 
 
 @signals.task_revoked.connect
 def _release_after_revoke(sender=None, request=None, **_):
     """Release the lock of a revoked (e.g. terminated) copy."""
     if _eternal(sender) and request is not None and request.id:
-        try:
-            if sender.release_lock_of(request.id, request.args,
-                                      request.kwargs):
-                log.warning('%s: task %s was revoked; released its lock',
-                            sender.name, request.id)
-        except redis.RedisError:
-            logging.getLogger(__name__).exception(
-                '%s: could not release the lock of task %s', sender.name,
-                request.id)
+        _release(sender, request.id, request.args, request.kwargs,
+                 'was revoked')
