@@ -523,7 +523,8 @@ def test_deployment_in_a_real_pool(htcondor_pool, broker_app, tmp_path):
                 f'result_backend = {broker_app.conf.result_backend!r}\n')
     for path in (work, config_dir):
         os.chown(pool.host_path(path), POOL_USER_UID, POOL_USER_UID)
-    env = [f'PYTHONPATH={config_dir}']
+    # The jobs import this source tree, wherever pip installed gwcelery.
+    env = [f'PYTHONPATH={config_dir}{os.pathsep}{REPO}']
     flower_port = free_port()
     gwcelery = [sys.executable, '-m', 'gwcelery']
     options = ['--config-module', 'gwcelery_condor_test', '--log-dir',
