@@ -129,3 +129,31 @@ def test_xmpp_creates_missing_nodes(tmp_path, xmpp_server):
         return await client.get_nodes()
 
     assert node in xmpp_server.run_client(nodes)
+
+
+def test_xmpp_reconnects_after_a_lost_connection(xmpp_server):
+    transport = XMPPTransport(
+        xmpp_server.host, username=xmpp_server.admin_username,
+        password=xmpp_server.admin_password, ca_certs=xmpp_server.ca_certs,
+        address=('127.0.0.1', xmpp_server.port))
+    node = f'test_reconnect_{os.getpid()}_{time.monotonic_ns()}'
+    try:
+        transport.publish(node, '{}')
+        # Drop the TCP connection under the client's feet.
+        transport.loop.call_soon_threadsafe(
+            transport.client.transport.abort)
+        deadline = time.monotonic() + 5
+        while transport.ready.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not transport.ready.is_set()
+        transport.publish(node, '{"again": true}')  # waits for the session
+    finally:
+        transport.close()
+
+    async def items(client):
+        result = await client.plugin['xep_0060'].get_items(
+            xmpp_server.pubsub_service, node)
+        return [item['payload'].text
+                for item in result['pubsub']['items']['substanzas']]
+
+    assert '{"again": true}' in xmpp_server.run_client(items)

@@ -64,6 +64,9 @@ class XMPPTransport:
     #: Seconds to wait for the connection and for each publication.
     timeout = 20
 
+    #: Seconds before reconnecting after the connection was lost.
+    reconnect_delay = 1.0
+
     def __init__(self, host, username=None, password=None, netrc_file=None,
                  ca_certs=None, address=None):
         if username is None or password is None:
@@ -79,6 +82,7 @@ class XMPPTransport:
         self.service = f'pubsub.{host}'
         self.name = f'xmpp {username}@{host}'
         self.nodes = set()
+        self.closing = False
         self.loop = None
         self.client = None
         self.ready = threading.Event()
@@ -102,15 +106,26 @@ class XMPPTransport:
             client.send_presence()
             self.ready.set()
 
+        def connect():
+            if self.address:
+                client.connect(*self.address)
+            else:
+                client.connect()
+
+        async def disconnected(event):
+            # slixmpp does not reconnect a session that was lost.
+            self.ready.clear()
+            if not self.closing:
+                log.warning('Lost the XMPP server %s; reconnecting',
+                            self.host)
+                await asyncio.sleep(self.reconnect_delay)
+                connect()
+
         client.add_event_handler('session_start', session_start)
-        client.add_event_handler('disconnected',
-                                 lambda event: self.ready.clear())
+        client.add_event_handler('disconnected', disconnected)
         client.init_plugins()
         self.client = client
-        if self.address:
-            client.connect(*self.address)
-        else:
-            client.connect()
+        connect()
         try:
             self.loop.run_forever()
         finally:
@@ -143,6 +158,7 @@ class XMPPTransport:
         future.result(self.timeout + 5)
 
     def close(self):
+        self.closing = True
         if self.loop is None or self.client is None:
             return
 
