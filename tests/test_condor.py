@@ -12,6 +12,7 @@
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -620,6 +621,8 @@ def test_deployment_in_a_real_pool(htcondor_pool, broker_app, tmp_path):
     assert 'Removing 6 job(s)' in out
     assert q() == []
     phase('rm')
+    # Logs are kept only when the test fails.
+    shutil.rmtree(pool.host_path(work))
     print(f'whole cycle: {time.monotonic() - start:.1f} s')
 
 
