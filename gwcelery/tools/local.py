@@ -129,11 +129,10 @@ def wait_until(predicate, timeout, interval=0.2):
     return predicate()
 
 
-def ping_workers(broker_url, timeout=1.0):
+def ping_workers(timeout=1.0):
     """Return the names of the workers answering a ping."""
     from .. import app
 
-    app.conf.broker_url = broker_url
     answered = set()
     for reply in app.control.ping(timeout=timeout) or []:
         answered.update(node.split('@')[0] for node in reply)
@@ -150,7 +149,12 @@ def status_report(settings):
         redis_up = Redis.from_url(broker, socket_timeout=1).ping()
     except RedisError:
         redis_up = False
-    workers = ping_workers(broker) if redis_up else set()
+    if redis_up:
+        from .. import app
+        app.conf.update(broker_url=broker, result_backend=broker)
+        workers = ping_workers()
+    else:
+        workers = set()
     rows = [('redis', redis_up, broker),
             ('gracedb', http_ok(settings['gracedb_url']),
              settings['gracedb_url'].replace('/api/', '/superevents/')),
@@ -231,6 +235,8 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
     }
     config_path = write_config(data_dir, settings)
     env = child_environment(data_dir)
+    from .. import app
+    app.conf.update(settings)
     supervisor = Supervisor(report=report)
 
     def add(name, argv):
@@ -250,15 +256,14 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
     add('flower', celery_command(
         'flower', f'--address={HOST}', f'--port={flower_port}'))
 
-    from .. import app
     reporter = MilestoneReporter(
-        redis_server.url, app.conf.get('lvalert_redis_channel_prefix', 'lvalert:'), report)
+        redis_server.url, app.conf.lvalert_redis_channel_prefix, report)
     wait_until(lambda: http_ok(gracedb_url), timeout=60)
     up = set()
-    wait_until(lambda: up.update(ping_workers(redis_server.url)) or
+    wait_until(lambda: up.update(ping_workers()) or
                len(up) == len(WORKERS), timeout=90)
     mock = ('off' if no_mock else
-            f'a simulated candidate every {mock_interval:g} s')
+            f'a simulated candidate now and every {mock_interval:g} s')
     click.echo(textwrap.dedent(f'''\
         gwcelery local is up
           GraceDB:        {gracedb_url.replace('/api/', '/superevents/')}
@@ -271,6 +276,11 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
           Configuration:  {config_path}
           Logs:           {log_dir}/
         Milestones follow. Press Ctrl-C to stop.'''))
+    if not no_mock:
+        # Beat's first run comes one interval after it starts: do not
+        # make a new user wait that long for something to watch.
+        from ..tasks import first2years
+        first2years.upload_event.delay()
     try:
         supervisor.run_forever(on_tick=reporter.poll)
     finally:
