@@ -135,7 +135,8 @@ def test_handler_registers_a_task_for_each_node(monkeypatch):
 def test_xmpp_listener_reconnects_after_the_server_restarts(
         handled, broker_app, tmp_path, monkeypatch, caplog):
     """lvalert.listen in a thread of this process against a prosody of its
-    own, which is stopped and started again."""
+    own, which is stopped and started again; a node that appears later is
+    subscribed to."""
     from .fixtures.xmpp import XMPPServer
 
     server = XMPPServer(tmp_path).start()
@@ -145,7 +146,8 @@ def test_xmpp_listener_reconnects_after_the_server_restarts(
     try:
         server.create_nodes('cbc_gstlal')
         for key, value in dict(server.settings,
-                               listener_reconnect_delay_max=1.0).items():
+                               listener_reconnect_delay_max=1.0,
+                               lvalert_resubscribe_interval=1.0).items():
             monkeypatch.setitem(app.conf, key, value)
         with caplog.at_level(logging.INFO):
             thread.start()
@@ -162,6 +164,14 @@ def test_xmpp_listener_reconnects_after_the_server_restarts(
                        timeout=30)
             server.publish('cbc_gstlal', load('lvalert_event_creation.json'))
             wait_until(lambda: len(handled) == 2)
+
+            # A node created later is subscribed to at the next attempt.
+            assert 'cannot subscribe to node superevent (item-not-found)' \
+                in caplog.text
+            server.create_nodes('superevent')
+            wait_until(lambda: 'subscribed to node superevent' in caplog.text)
+            server.publish('superevent', load('igwn_alert_voevent.json'))
+            wait_until(lambda: len(handled) == 3)
     finally:
         AbortableAsyncResult(task_id, app=app).abort()
         if thread.is_alive():

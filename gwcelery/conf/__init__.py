@@ -495,6 +495,10 @@ lvalert_keepalive_interval = 60.0
 """Seconds between XMPP pings (XEP-0199) by the listener; a ping without
 answer within as long makes it reconnect."""
 
+lvalert_resubscribe_interval = 10.0
+"""Seconds between the XMPP listener's attempts to subscribe to nodes that
+do not exist yet (or refused the subscription)."""
+
 # --- HTCondor -------------------------------------------------------------
 
 task_acks_late = False

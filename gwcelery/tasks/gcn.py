@@ -453,7 +453,14 @@ class _BrokerConnection(threading.Thread):
                 last_exchange = time.monotonic()
 
     def _send_voevent(self, entry_id, payload):
-        ivorn = vtp.parse(payload).get('ivorn')
+        try:
+            ivorn = vtp.parse(payload).get('ivorn')
+        except lxml.etree.XMLSyntaxError as exc:
+            # Not queued by send(), which checks: never send it.
+            connection_log.error('GCN broker: skipping queue entry %s, '
+                                 'which is not XML (%s)', entry_id, exc)
+            self.queue.acknowledge(self.host, entry_id)
+            return
         vtp.send_packet(self.sock, payload)
         self._await_reply('ack', ivorn)
         self.queue.acknowledge(self.host, entry_id)

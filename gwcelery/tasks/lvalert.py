@@ -40,9 +40,6 @@ __all__ = ('handler', 'listen', 'process_message', 'is_ours',
 
 log = get_task_logger(__name__)
 
-#: Seconds between attempts to subscribe to nodes that did not exist yet.
-RESUBSCRIBE_INTERVAL = 10.0
-
 _handlers = DispatchTable(normalize=str)
 
 
@@ -211,7 +208,10 @@ class _XMPPSession:
         self.loop = loop
         self.missing = set(nodes)
         self.reported = set()
+        self.in_session = False
         self.stopping = False
+        self.resubscribe_interval = float(
+            conf['lvalert_resubscribe_interval'])
         self.backoff = Backoff(conf['listener_reconnect_delay_min'],
                                conf['listener_reconnect_delay_max'])
         port = conf['lvalert_port']
@@ -240,7 +240,7 @@ class _XMPPSession:
                     self.reported.add(node)
                     log.warning('LVAlert: cannot subscribe to node %s (%s); '
                                 'retrying every %.0f s', node, reason,
-                                RESUBSCRIBE_INTERVAL)
+                                self.resubscribe_interval)
             else:
                 self.missing.discard(node)
                 log.info('LVAlert: subscribed to node %s', node)
@@ -249,6 +249,7 @@ class _XMPPSession:
         log.info('LVAlert: logged in to %s as %s', self.client.boundjid.host,
                  self.client.boundjid.bare)
         self.backoff.reset()
+        self.in_session = True
         self.missing = set(self.nodes)
         self.reported = set()
         await self.subscribe_missing()
@@ -258,6 +259,7 @@ class _XMPPSession:
                   self.client.boundjid.bare)
 
     def on_disconnected(self, event):
+        self.in_session = False
         if self.stopping:
             return
         delay = self.backoff.next()
@@ -270,9 +272,9 @@ class _XMPPSession:
         last_resubscribe = time.monotonic()
         while not self.task.is_aborted():
             await asyncio.sleep(POLL_INTERVAL)
-            if (self.missing and self.client.authenticated
+            if (self.missing and self.in_session
                     and time.monotonic() - last_resubscribe
-                    > RESUBSCRIBE_INTERVAL):
+                    > self.resubscribe_interval):
                 last_resubscribe = time.monotonic()
                 await self.subscribe_missing()
         self.stopping = True
