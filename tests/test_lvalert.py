@@ -5,7 +5,6 @@ import json
 import logging
 import os
 import threading
-import time
 
 import pytest
 from celery.contrib.abortable import AbortableAsyncResult
@@ -15,6 +14,7 @@ from gwcelery.tasks import lvalert
 from gwcelery.util.dispatch import DispatchTable
 
 from .conftest import SHARED_DATA
+from .listener_support import wait_for
 
 RECEIVED = []
 
@@ -39,13 +39,6 @@ def handled(monkeypatch):
     table.register(record_alert, 'cbc_gstlal', 'superevent')
     RECEIVED.clear()
     return RECEIVED
-
-
-def wait_until(predicate, timeout=20):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, 'timed out'
-        time.sleep(0.05)
 
 
 def load(name):
@@ -151,27 +144,29 @@ def test_xmpp_listener_reconnects_after_the_server_restarts(
             monkeypatch.setitem(app.conf, key, value)
         with caplog.at_level(logging.INFO):
             thread.start()
-            wait_until(lambda: 'subscribed to node cbc_gstlal' in caplog.text)
+            wait_for(lambda: 'subscribed to node cbc_gstlal' in caplog.text,
+                     20)
             server.publish('cbc_gstlal', load('lvalert_event_creation.json'))
-            wait_until(lambda: len(handled) == 1)
+            wait_for(lambda: len(handled) == 1, 20)
 
             server.stop()
-            wait_until(lambda: 'disconnected from the XMPP server'
-                       in caplog.text)
+            wait_for(lambda: 'disconnected from the XMPP server'
+                     in caplog.text, 20)
             caplog.clear()
             server.start_process()
-            wait_until(lambda: 'subscribed to node cbc_gstlal' in caplog.text,
-                       timeout=30)
+            wait_for(lambda: 'subscribed to node cbc_gstlal' in caplog.text,
+                     30)
             server.publish('cbc_gstlal', load('lvalert_event_creation.json'))
-            wait_until(lambda: len(handled) == 2)
+            wait_for(lambda: len(handled) == 2, 20)
 
             # A node created later is subscribed to at the next attempt.
             assert 'cannot subscribe to node superevent (item-not-found)' \
                 in caplog.text
             server.create_nodes('superevent')
-            wait_until(lambda: 'subscribed to node superevent' in caplog.text)
+            wait_for(lambda: 'subscribed to node superevent' in caplog.text,
+                     20)
             server.publish('superevent', load('igwn_alert_voevent.json'))
-            wait_until(lambda: len(handled) == 3)
+            wait_for(lambda: len(handled) == 3, 20)
     finally:
         AbortableAsyncResult(task_id, app=app).abort()
         if thread.is_alive():
