@@ -26,7 +26,7 @@ def test_probability_and_interval_formats():
 
 def test_cbc_circular_with_everything(bayestar_skymap):
     text = circulars.create_circular(
-        SUPEREVENT, bayestar_skymap, 'bayestar.multiorder.fits,0',
+        bayestar_skymap, SUPEREVENT, 'bayestar.multiorder.fits,0',
         json.dumps({'BNS': 0.97, 'NSBH': 0.0, 'BBH': 0.0,
                     'Terrestrial': 0.03}),
         json.dumps({'HasNS': 1.0, 'HasRemnant': 0.995}))
@@ -48,7 +48,7 @@ def test_cbc_circular_with_everything(bayestar_skymap):
 def test_burst_circular_without_skymap():
     superevent = json.loads(json.dumps(SUPEREVENT))
     superevent['preferred_event_data'].update(group='Burst', pipeline='CWB')
-    text = circulars.create_circular(superevent)
+    text = circulars.create_circular(None, superevent)
     assert 'GW burst candidate' in text and 'cWB analysis' in text
     assert 'No sky map is available at this time' in text
     assert 'classification' not in text and 'HasNS' not in text

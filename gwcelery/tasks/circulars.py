@@ -108,11 +108,12 @@ def superevent_page(superevent_id):
 
 
 @app.task(shared=False)
-def create_circular(superevent, skymap_fits=None, skymap_filename=None,
+def create_circular(skymap_fits, superevent, skymap_filename=None,
                     p_astro_json=None, em_bright_json=None):
     """Return a draft circular (text) for a superevent, from its sky map
-    (FITS bytes, or ``None`` if there is none) and classification files
-    (JSON text, or ``None``)."""
+    (FITS bytes, or ``None`` if there is none; first, so that it can come
+    from a download earlier in a chain) named ``skymap_filename``, and its
+    classification files (JSON text, or ``None``)."""
     skymap = None
     if skymap_fits is not None:
         skymap = dict(skymaps.summary(skymap_fits), filename=skymap_filename)

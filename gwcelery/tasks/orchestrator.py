@@ -24,9 +24,9 @@ eager mode).
 * EM_READY (the superevent manager applies it once the preferred event
   has all of its products): the preliminary alert
   (:func:`preliminary_alert`): copy the preferred event's sky map and
-  classification to the superevent; plots and the FITS header page; the
-  VOEvent, registered with GraceDB, sent to GCN, label GCN_PRELIM_SENT;
-  the draft circular. If the preferred event changes within
+  classification to the superevent; the VOEvent, registered with GraceDB,
+  sent to GCN, label GCN_PRELIM_SENT; then the plots, the FITS header
+  page and the draft circular. If the preferred event changes within
   :obj:`~gwcelery.conf.superevent_clean_up_timeout`, a second preliminary
   alert follows (:func:`repeat_if_changed`).
 * a new superevent: if no EM_READY came within
@@ -298,45 +298,19 @@ def _skymap_basename(filename):
 
 @app.task(shared=False, ignore_result=True)
 def publish_products(contents, superevent, names):
-    """Upload the products to the superevent and fan out: the alert
-    (uploads, then :func:`send_preliminary`, label, circular) in parallel
-    with the plots and the FITS header page. Also schedules
-    :func:`repeat_if_changed` after
-    :obj:`~gwcelery.conf.superevent_clean_up_timeout`."""
+    """Copy the products to the superevent, the sky map last, then
+    :func:`send_preliminary`. Also schedules :func:`repeat_if_changed`
+    after :obj:`~gwcelery.conf.superevent_clean_up_timeout`.
+
+    Nothing else is started before the notice is out: plots and circular
+    come after it (:func:`followup_products`), so that they neither delay
+    it nor compete with it for the processors."""
     superevent_id = superevent['superevent_id']
     preferred = superevent['preferred_event']
     skymap, em_bright_json, p_astro_json = contents
     skymap_name, em_bright_name, p_astro_name = names
 
     uploads = []
-    plots = []
-    if skymap is None:
-        uploads.append(gracedb.upload.si(
-            None, None, superevent_id,
-            f'No sky map available from {preferred}: the preliminary alert '
-            'goes out without one', ['sky_loc']))
-    else:
-        uploads.append(gracedb.upload.si(
-            skymap, skymap_name, superevent_id,
-            f'Sky map copied from {preferred}', ['sky_loc', 'public']))
-        base = _skymap_basename(skymap_name)
-        plots.append(chain(
-            skymaps.plot_allsky.si(skymap),
-            gracedb.upload.s(f'{base}.png', superevent_id,
-                             'Mollweide projection of the sky map',
-                             ['sky_loc', 'public'])))
-        plots.append(chain(
-            skymaps.fits_header_html.si(skymap, skymap_name),
-            gracedb.upload.s(f'{base}.fits.html', superevent_id,
-                             'FITS header of the sky map',
-                             ['sky_loc', 'public'])))
-        if not circulars.is_burst(superevent['preferred_event_data']):
-            # burst sky maps have no distance: no volume to render
-            plots.append(chain(
-                skymaps.plot_volume.si(skymap),
-                gracedb.upload.s(f'{base}.volume.png', superevent_id,
-                                 'Volume rendering of the sky map',
-                                 ['sky_loc', 'public'])))
     if em_bright_json is not None:
         uploads.append(gracedb.upload.si(
             em_bright_json, em_bright_name, superevent_id,
@@ -347,18 +321,23 @@ def publish_products(contents, superevent, names):
             p_astro_json, p_astro_name, superevent_id,
             f'Source classification copied from {preferred}',
             ['p_astro', 'public']))
-
-    alert = chain(
-        group(uploads),
-        send_preliminary.s(superevent, skymap, skymap_name, em_bright_json,
-                           p_astro_json))
+    # Last, so that its log entry (with the file version) reaches
+    # send_preliminary.
+    if skymap is None:
+        uploads.append(gracedb.upload.si(
+            None, None, superevent_id,
+            f'No sky map available from {preferred}: the preliminary alert '
+            'goes out without one', ['sky_loc']))
+    else:
+        uploads.append(gracedb.upload.si(
+            skymap, skymap_name, superevent_id,
+            f'Sky map copied from {preferred}', ['sky_loc', 'public']))
+    chain(*uploads,
+          send_preliminary.s(superevent, skymap_name if skymap else None,
+                             em_bright_json, p_astro_json)).delay()
     chain(gracedb.get_superevent.si(superevent_id),
           repeat_if_changed.s(preferred)).apply_async(
         countdown=app.conf.superevent_clean_up_timeout)
-    # Started one by one rather than as a group of chains, which the eager
-    # mode cannot run from inside a task.
-    for canvas in (alert, *plots):
-        canvas.delay()
 
 
 def voevent_classification(em_bright_json, p_astro_json):
@@ -377,24 +356,23 @@ def voevent_classification(em_bright_json, p_astro_json):
 
 
 @app.task(shared=False, ignore_result=True)
-def send_preliminary(upload_results, superevent, skymap, skymap_name,
-                     em_bright_json, p_astro_json):
-    """Once the products are on the superevent: register the preliminary
-    VOEvent with GraceDB, naming the version of the sky map just uploaded
-    (the first upload's), then :func:`send_voevent`."""
+def send_preliminary(skymap_log, superevent, skymap_name, em_bright_json,
+                     p_astro_json):
+    """Register the preliminary VOEvent with GraceDB, naming the version
+    of the sky map just uploaded (``skymap_log`` is its log entry), then
+    :func:`send_voevent`."""
     superevent_id = superevent['superevent_id']
     fields = voevent_classification(em_bright_json, p_astro_json)
     fields.update(internal=False, open_alert=True,
                   hardware_inj=is_injection(superevent))
     skymap_filename = None
-    if skymap is not None:
-        skymap_log = upload_results[0]
+    if skymap_name is not None:
         skymap_filename = f"{skymap_name},{skymap_log['file_version']}"
         fields.update(skymap_type=_skymap_basename(skymap_name),
                       skymap_filename=skymap_filename)
     chain(
         gracedb.create_voevent.si(superevent_id, 'preliminary', **fields),
-        send_voevent.s(superevent, skymap, skymap_filename, em_bright_json,
+        send_voevent.s(superevent, skymap_filename, em_bright_json,
                        p_astro_json),
     ).delay()
 
@@ -445,13 +423,13 @@ def build_voevent(filename, superevent, skymap_filename, em_bright_json,
 
 
 @app.task(shared=False, ignore_result=True)
-def send_voevent(filename, superevent, skymap, skymap_filename,
-                 em_bright_json, p_astro_json):
+def send_voevent(filename, superevent, skymap_filename, em_bright_json,
+                 p_astro_json):
     """Build our VOEvent for GraceDB's record ``filename``
     (:func:`build_voevent`); send it to GCN; upload it to the superevent
     as the latest version of ``filename``, so that GraceDB serves exactly
-    what GCN received; label GCN_PRELIM_SENT; upload the draft
-    circular."""
+    what GCN received; label GCN_PRELIM_SENT; then
+    :func:`followup_products`."""
     superevent_id = superevent['superevent_id']
     payload = build_voevent(filename, superevent, skymap_filename,
                             em_bright_json, p_astro_json)
@@ -461,12 +439,48 @@ def send_voevent(filename, superevent, skymap, skymap_filename,
                           'VOEvent sent to GCN', ['em_follow']),
         gracedb.create_label.si(app.conf.superevent_frozen_label,
                                 superevent_id),
-        circulars.create_circular.si(
-            superevent, skymap, skymap_filename, p_astro_json,
-            em_bright_json),
-        gracedb.upload.s(CIRCULAR_FILENAME, superevent_id,
-                         'Template for the GCN Circular', ['em_follow']),
+        followup_products.si(superevent, skymap_filename, em_bright_json,
+                             p_astro_json),
     ).delay()
+
+
+@app.task(shared=False, ignore_result=True)
+def followup_products(superevent, skymap_filename, em_bright_json,
+                      p_astro_json):
+    """After the notice: download the superevent's sky map (if any) once,
+    and from it, in parallel, the all-sky plot, the volume plot (not for
+    bursts: their maps have no distance), the FITS header page, and the
+    draft circular."""
+    superevent_id = superevent['superevent_id']
+    circular = chain(
+        circulars.create_circular.s(superevent, skymap_filename,
+                                    p_astro_json, em_bright_json),
+        gracedb.upload.s(CIRCULAR_FILENAME, superevent_id,
+                         'Template for the GCN Circular', ['em_follow']))
+    if skymap_filename is None:
+        chain(core.identity.si(None), circular).delay()
+        return
+    skymap_name = skymap_filename.split(',')[0]
+    base = _skymap_basename(skymap_name)
+    products = [
+        circular,
+        chain(skymaps.plot_allsky.s(),
+              gracedb.upload.s(f'{base}.png', superevent_id,
+                               'Mollweide projection of the sky map',
+                               ['sky_loc', 'public'])),
+        chain(skymaps.fits_header_html.s(skymap_name),
+              gracedb.upload.s(f'{base}.fits.html', superevent_id,
+                               'FITS header of the sky map',
+                               ['sky_loc', 'public'])),
+    ]
+    if not circulars.is_burst(superevent['preferred_event_data']):
+        products.append(chain(
+            skymaps.plot_volume.s(),
+            gracedb.upload.s(f'{base}.volume.png', superevent_id,
+                             'Volume rendering of the sky map',
+                             ['sky_loc', 'public'])))
+    chain(gracedb.download.si(skymap_filename, superevent_id),
+          group(products)).delay()
 
 
 @app.task(shared=False, ignore_result=True)
