@@ -12,7 +12,7 @@ from celery.contrib.abortable import AbortableAsyncResult
 
 from gwcelery import app
 from gwcelery.tasks import gcn
-from gwcelery.util.eternal import EternalTask, LockStore, _Renewer
+from gwcelery.util.eternal import Backoff, EternalTask, LockStore, _Renewer
 
 
 @pytest.fixture
@@ -132,3 +132,10 @@ def test_the_listeners_are_eternal_and_scheduled_every_second():
     for task in (gcn.listen, gcn.broker):
         assert isinstance(task, EternalTask)
         assert schedule[f'eternal {task.name}']['schedule'] == 1.0
+
+
+def test_backoff_doubles_up_to_a_limit_and_resets():
+    backoff = Backoff(1, 5)
+    assert [backoff.next() for _ in range(5)] == [1, 2, 4, 5, 5]
+    backoff.reset()
+    assert backoff.next() == 1

@@ -156,13 +156,6 @@ def test_packet_reader_reports_a_closed_connection():
             vtp.PacketReader(left, 100).read(0.05)
 
 
-def test_backoff_doubles_up_to_a_limit_and_resets():
-    backoff = gcn_tasks.Backoff(1, 5)
-    assert [backoff.next() for _ in range(5)] == [1, 2, 4, 5, 5]
-    backoff.reset()
-    assert backoff.next() == 1
-
-
 # --- sending and the queue ------------------------------------------------
 
 def voevent(number):

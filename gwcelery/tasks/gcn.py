@@ -53,7 +53,12 @@ from gcn import NoticeType
 from .. import app
 from ..util import voevent_transport as vtp
 from ..util.dispatch import DispatchTable
-from ..util.eternal import EternalTask
+from ..util.eternal import (
+    POLL_INTERVAL,
+    Backoff,
+    EternalTask,
+    wait_unless_aborted,
+)
 
 __all__ = ('NoticeType', 'handler', 'listen', 'send', 'broker',
            'VOEventQueue')
@@ -62,10 +67,6 @@ log = get_task_logger(__name__)
 
 #: Logger of the broker's connection threads (outside any task context).
 connection_log = logging.getLogger(__name__ + '.broker')
-
-#: Longest time (s) between two checks by a listener loop of whether it
-#: has been asked to stop.
-POLL_INTERVAL = 1.0
 
 _handlers = DispatchTable(normalize=NoticeType)
 
@@ -178,33 +179,6 @@ def process_packet(payload, client_ivorn):
         log.info('GCN: Transport message of role %r from %s', kind,
                  vtp.origin(root))
     return None
-
-
-class Backoff:
-    """Delays that double from `first` up to `longest`; reset on success."""
-
-    def __init__(self, first, longest):
-        self.first = float(first)
-        self.longest = float(longest)
-        self.reset()
-
-    def reset(self):
-        self._next = self.first
-
-    def next(self):
-        delay = self._next
-        self._next = min(2 * self._next, self.longest)
-        return delay
-
-
-def wait_unless_aborted(task, seconds):
-    """Sleep up to `seconds`, returning early (True) if `task` is aborted."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if task.is_aborted():
-            return True
-        time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
-    return task.is_aborted()
 
 
 def _receive(task, sock, backoff):

@@ -32,8 +32,12 @@ from slixmpp.exceptions import IqError, IqTimeout
 
 from .. import app
 from ..util.dispatch import DispatchTable
-from ..util.eternal import EternalTask
-from .gcn import POLL_INTERVAL, Backoff, wait_unless_aborted
+from ..util.eternal import (
+    POLL_INTERVAL,
+    Backoff,
+    EternalTask,
+    wait_unless_aborted,
+)
 
 __all__ = ('handler', 'listen', 'process_message', 'is_ours',
            'nodes_handled')

@@ -33,6 +33,9 @@ ever, and the task never runs again.
 * The warm-shutdown step aborts only eternal tasks (celery-eternal's marks
   every running task ABORTED in the result backend).
 
+:class:`Backoff` and :func:`wait_unless_aborted` serve the reconnection
+loops of the listeners.
+
 Each running eternal task occupies one pool process of its worker for
 ever: the worker's concurrency must exceed the number of eternal tasks
 that it runs, by as many processes as ordinary tasks need.
@@ -43,6 +46,7 @@ import logging
 import os
 import signal
 import threading
+import time
 
 import billiard.process
 import celery_eternal
@@ -52,7 +56,11 @@ from celery.bootsteps import StartStopStep
 from celery.contrib.abortable import AbortableAsyncResult
 from celery.utils.log import get_task_logger
 
-__all__ = ('EternalTask',)
+__all__ = ('EternalTask', 'Backoff', 'wait_unless_aborted', 'POLL_INTERVAL')
+
+#: Longest time (s) between two checks by an eternal task's loop of whether
+#: it has been asked to stop.
+POLL_INTERVAL = 1.0
 
 log = get_task_logger(__name__)
 
@@ -271,6 +279,33 @@ class EternalTask(celery_eternal.EternalTask):
 
     def on_failure(self, exc, task_id, args, kwargs, einfo):
         self._finish(task_id, args, kwargs)
+
+
+class Backoff:
+    """Delays that double from `first` up to `longest`; reset on success."""
+
+    def __init__(self, first, longest):
+        self.first = float(first)
+        self.longest = float(longest)
+        self.reset()
+
+    def reset(self):
+        self._next = self.first
+
+    def next(self):
+        delay = self._next
+        self._next = min(2 * self._next, self.longest)
+        return delay
+
+
+def wait_unless_aborted(task, seconds):
+    """Sleep up to `seconds`, returning early (True) if `task` is aborted."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if task.is_aborted():
+            return True
+        time.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+    return task.is_aborted()
 
 
 def _eternal(task):
