@@ -47,31 +47,35 @@ def test_redis_transport_from_the_local_gracedb_server(
     graceid = event['graceid']
     wait_for(lambda: received(redis_url), 30, message='the new event alert')
 
-    # Garbage, and an alert of another GraceDB server, on a handled node.
+    # Garbage, then an alert of another GraceDB server, on a handled node;
+    # messages are handled in order, so once the last is logged all are.
     publisher = redis.Redis.from_url(redis_url)
     channel = 'lvalert:cbc_gstlal'
     for message in (b'{"not json', b'\xff\xfe binary', b'[1, 2]',
-                    b'{"uid": "G1"}', load('lvalert_event_creation.json'),
-                    os.urandom(2**20)):
+                    b'{"uid": "G1"}', os.urandom(2**20),
+                    load('lvalert_event_creation.json')):
         assert publisher.publish(channel, message) == 1
     publisher.close()
-    client.events[graceid].labels.create('EM_READY')
-    wait_for(lambda: (graceid, 'label_added') in [
-        (alert['uid'], alert['alert_type']) for alert in received(redis_url)],
-        30, message='the label alert')
-
-    # (The pipeline's own handlers, running in the same worker, add log
-    # messages to the event: their alerts arrive too.)
-    alerts = received(redis_url)
-    assert (alerts[0]['uid'], alerts[0]['alert_type']) == (graceid, 'new')
-    assert alerts[0]['object']['links']['self'].startswith(gracedb.url)
-    assert {alert['uid'] for alert in alerts} == {graceid}
+    wait_for(lambda: 'ignoring new M394156 on cbc_gstlal' in worker.log(),
+             30, message='the foreign alert')
     log = worker.log()
     assert log.count('that is not JSON') == 3
     assert 'a JSON list, not an object' in log
     assert 'missing alert_type, object' in log
-    assert 'ignoring new M394156 on cbc_gstlal' in log
 
+    # The listener is still there: the next alert is handled.
+    client.events[graceid].labels.create('EM_READY')
+    wait_for(lambda: [alert for alert in received(redis_url)
+                      if alert['alert_type'] == 'label_added'
+                      and alert['data']['name'] == 'EM_READY'],
+             30, message='the label alert')
+
+    # (The pipeline's own handlers, running in the same worker, add log
+    # messages and labels to the event: their alerts arrive too.)
+    alerts = received(redis_url)
+    assert (alerts[0]['uid'], alerts[0]['alert_type']) == (graceid, 'new')
+    assert alerts[0]['object']['links']['self'].startswith(gracedb.url)
+    assert {alert['uid'] for alert in alerts} == {graceid}
 
 #: Stands for production GraceDB in the sample alerts, so that the
 #: pipeline's handlers in the test worker never contact the real one.
