@@ -103,7 +103,10 @@ class RedisServer:
         os.makedirs(self.data_dir, exist_ok=True)
         self.process = subprocess.Popen(
             self.command(), stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            # Ctrl-C in a terminal must not stop Redis before the workers
+            # that still need it to shut down cleanly.
+            start_new_session=True)
         client = redis.Redis(host=self.host, port=self.port)
         deadline = time.monotonic() + timeout
         while True:

@@ -54,12 +54,10 @@ class Child:
         return self.process.poll() if self.process else None
 
     def terminate(self):
-        """Ask the process (and its process group) to stop."""
+        """Ask the process to stop: SIGTERM to it alone, so that a Celery
+        worker does a warm shutdown of its own pool processes."""
         if self.process and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
+            self.process.terminate()
 
     def kill(self):
         """Kill the process group outright."""
