@@ -374,7 +374,7 @@ def allowed_addresses(names):
 class _BrokerConnection(threading.Thread):
     """Serve one connected client: send it the queue, keep it alive."""
 
-    def __init__(self, sock, address, stopping):
+    def __init__(self, sock, address, stopping, queue_key=None):
         host, port = address[:2]
         super().__init__(name=f'gcn-broker {host}:{port}', daemon=True)
         conf = app.conf
@@ -386,7 +386,7 @@ class _BrokerConnection(threading.Thread):
         self.iamalive_interval = float(conf['gcn_broker_iamalive_interval'])
         self.reply_timeout = float(conf['gcn_broker_reply_timeout'])
         self.reader = vtp.PacketReader(sock, conf['gcn_max_packet_size'])
-        self.queue = VOEventQueue()
+        self.queue = VOEventQueue(key=queue_key)
         self.sent = 0
 
     def run(self):
@@ -526,23 +526,35 @@ def broker(self):
     server = _bind(self)
     if server is None:
         return
+    serve_queue(server, self.is_aborted,
+                app.conf['gcn_broker_accept_addresses'])
+
+
+def serve_queue(server, should_stop, accept_addresses, queue_key=None):
+    """Accept clients on the listening socket `server` and send each the
+    VOEvents of a queue, until `should_stop()` is true.
+
+    The loop of :func:`broker`, also used by the local deployment's mock
+    GCN server with its own queue (`queue_key`). `server` must have a
+    time-out so that `should_stop` is polled.
+    """
     stopping = threading.Event()
     connections = []
     try:
-        while not self.is_aborted():
+        while not should_stop():
             connections = [c for c in connections if c.is_alive()]
             try:
                 sock, address = server.accept()
             except TimeoutError:
                 continue
             host = address[0]
-            if host not in allowed_addresses(
-                    app.conf['gcn_broker_accept_addresses']):
+            if host not in allowed_addresses(accept_addresses):
                 log.warning('GCN broker: refused connection from %s:%d (not '
-                            'in gcn_broker_accept_addresses)', *address[:2])
+                            'in the allowed addresses)', *address[:2])
                 sock.close()
                 continue
-            connection = _BrokerConnection(sock, address, stopping)
+            connection = _BrokerConnection(sock, address, stopping,
+                                           queue_key)
             connection.start()
             connections.append(connection)
     finally:
