@@ -2,14 +2,23 @@
 
 import gzip
 import io
+import os
+import queue
 import random
+import subprocess
+import sys
+import threading
 
+import gcn
+import lxml.etree
 import pytest
 from igwn_ligolw import lsctables, utils
 from igwn_ligolw.ligolw import LIGOLWContentHandler
 
 from gwcelery import app
 from gwcelery.tasks import first2years, gracedb
+from gwcelery.util import gcn_notices, voevent_transport
+from gwcelery.util.redis_server import free_port
 
 
 def singles(coinc):
@@ -67,3 +76,45 @@ def test_upload_event_eagerly_to_local_gracedb(monkeypatch):
         assert event['far'] < 1e-6
         psd = gracedb.download('psd.xml.gz', event['graceid'])
         assert psd == first2years.load_psd()
+
+
+def test_mock_grb_notice_parses_as_a_new_fermi_grb():
+    gpstime = 1400000123.25
+    notice = first2years.mock_grb_notice(gpstime, ra=12.5, dec=-45.25,
+                                         error_radius=4.0)
+    parsed = gcn_notices.parse(notice)
+    assert parsed.pipeline == 'Fermi'
+    assert parsed.search == 'GRB'
+    assert parsed.gpstime == pytest.approx(gpstime, abs=0.01)
+    assert parsed.trigger_id == str(int(gpstime) - 662342413)
+    assert parsed.trigger_id in parsed.ivorn
+    assert (parsed.ra, parsed.dec, parsed.error_radius) == (12.5, -45.25,
+                                                            4.0)
+    assert parsed.role == 'observation'
+    assert voevent_transport.kind(lxml.etree.fromstring(notice)) == 'voevent'
+
+
+@pytest.mark.integration
+def test_injected_grb_reaches_a_gcn_client_through_the_mock_server(
+        broker_app, monkeypatch):
+    """inject_grb -> Redis -> ``gwcelery mock-gcn-server`` -> pygcn."""
+    port = free_port()
+    env = {**os.environ, 'CELERY_BROKER_URL': broker_app.conf.broker_url}
+    server = subprocess.Popen(
+        [sys.executable, '-m', 'gwcelery', 'mock-gcn-server',
+         '--port', str(port)], env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT)
+    received = queue.Queue()
+    try:
+        monkeypatch.setitem(app.conf, 'task_always_eager', True)
+        first2years.inject_grb(gpstime=1400000000.0)
+        threading.Thread(target=gcn.listen, daemon=True, kwargs=dict(
+            host='127.0.0.1', port=port,
+            handler=lambda payload, root: received.put(payload))).start()
+        payload = received.get(timeout=30)
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=30)[0].decode()
+    assert server.returncode == 0, output
+    parsed = gcn_notices.parse(payload)
+    assert parsed.gpstime == pytest.approx(1400000000.0, abs=0.01)

@@ -144,6 +144,20 @@ mock_events_interval = None
 :func:`gwcelery.tasks.first2years.upload_event`; ``None`` uploads none.
 The ``local`` preset sets it; production presets never do."""
 
+mock_grb_interval = None
+"""Seconds between simulated GRB notices that
+:func:`gwcelery.tasks.first2years.inject_grb` sends through the mock GCN
+server; ``None`` sends none."""
+
+mock_grb_coincidence_probability = 0.0
+"""Probability that a mock event comes with a GRB notice 0.5 to 2 s after
+it (inside the GRB-CBC coincidence window)."""
+
+mock_gcn_queue_key = 'gcn:mock:notices'
+"""Redis key of the notices queued for the mock GCN server (``gwcelery
+mock-gcn-server``), which the local deployment's GCN listener connects to
+instead of NASA's."""
+
 # --- Superevents ----------------------------------------------------------
 
 superevent_d_t_start = {'gstlal': 1.0, 'pycbc': 1.0, 'mbta': 1.0,

@@ -18,3 +18,9 @@ it."""
 preliminary_alert_timeout = 90.0
 """Send the preliminary alert without EM_READY after a minute and a half:
 longer than a BAYESTAR run here (20--30 s, more when several queue)."""
+
+mock_grb_interval = 600
+"""Send a simulated GRB notice every ten minutes."""
+
+mock_grb_coincidence_probability = 0.3
+"""A third of the mock events come with a coincident GRB."""

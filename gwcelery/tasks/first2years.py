@@ -7,13 +7,22 @@ ligo.skymap's ``bayestar-inject`` and ``bayestar-realize-coincs``; see
 ``tools/make_mock_events.py``), moves it to the current time, and uploads
 one candidate per pipeline a fraction of a second to a second apart, each a
 ``coinc.xml`` followed by its ``psd.xml.gz``, like the online searches do.
+
+:func:`inject_grb` plays NASA's GCN for the local deployment: it queues a
+Fermi GBM notice of a simulated GRB for the mock GCN server (``gwcelery
+mock-gcn-server``), which sends it to :func:`gwcelery.tasks.gcn.listen`.
+Beat runs it every :obj:`~gwcelery.conf.mock_grb_interval` seconds, and
+:func:`upload_event` also injects a GRB coincident with its signal with
+probability :obj:`~gwcelery.conf.mock_grb_coincidence_probability`.
 """
 
 import gzip
 import io
+import math
 import random
 from importlib import resources
 
+import lxml.etree
 from astropy.time import Time
 from celery import group
 from igwn_ligolw import lsctables, utils
@@ -21,7 +30,7 @@ from igwn_ligolw.ligolw import LIGOLWContentHandler
 from lal import LIGOTimeGPS
 
 from .. import app
-from . import gracedb
+from . import gcn, gracedb
 
 #: Pipelines that have a realisation of each signal, in file names.
 PIPELINES = ('gstlal', 'pycbc', 'MBTA')
@@ -74,6 +83,63 @@ def now_gps():
     return Time.now().gps
 
 
+#: GPS time of Fermi's mission elapsed time (MET) 0, 2001-01-01 UTC.
+FERMI_MET_EPOCH_GPS = 662342413
+
+#: Truncated Julian Day = Modified Julian Day - this.
+TJD_OFFSET = 40000
+
+
+def mock_grb_notice(gpstime, ra, dec, error_radius):
+    """Return a Fermi GBM final-position notice of a GRB at `gpstime`.
+
+    Made from a real notice: the trigger number (Fermi's mission elapsed
+    time, as GBM numbers its triggers), times, IVORN and position change.
+    """
+    path = (resources.files('gwcelery') / 'data' / 'mock_gcn' /
+            'fermi_gbm_fin_pos.xml')
+    root = lxml.etree.fromstring(path.read_bytes())
+    time = Time(gpstime, format='gps', scale='utc')
+    isot = time.isot
+    trigger_id = str(int(gpstime - FERMI_MET_EPOCH_GPS))
+    mjd = time.mjd
+    params = {'TrigID': trigger_id,
+              'Burst_TJD': str(int(mjd) - TJD_OFFSET),
+              'Burst_SOD': f'{(mjd % 1) * 86400:.2f}'}
+    for name, value in params.items():
+        root.find(f"./What/Param[@name='{name}']").set('value', value)
+    root.set('ivorn', f'ivo://nasa.gsfc.gcn/Fermi#GBM_Fin_Pos{isot[:22]}_'
+                      f'{trigger_id}_0-000')
+    where = root.find('./WhereWhen/ObsDataLocation/ObservationLocation/'
+                      'AstroCoords')
+    where.find('./Time/TimeInstant/ISOTime').text = isot[:22] + 'Z'
+    where.find('./Position2D/Value2/C1').text = f'{ra:.4f}'
+    where.find('./Position2D/Value2/C2').text = f'{dec:.4f}'
+    where.find('./Position2D/Error2Radius').text = f'{error_radius:.4f}'
+    return lxml.etree.tostring(root, xml_declaration=True, encoding='UTF-8')
+
+
+@app.task(shared=False, ignore_result=True)
+def inject_grb(gpstime=None):
+    """Queue a simulated Fermi GBM GRB notice for the mock GCN server.
+
+    The GRB is at `gpstime` (now by default), at a random position with an
+    error radius of 3 to 10 degrees.
+    """
+    rng = random.Random()
+    if gpstime is None:
+        gpstime = now_gps()
+    notice = mock_grb_notice(
+        gpstime, ra=rng.uniform(0, 360),
+        dec=math.degrees(math.asin(rng.uniform(-1, 1))),
+        error_radius=rng.uniform(3, 10))
+    queue = gcn.VOEventQueue(key=app.conf.mock_gcn_queue_key)
+    try:
+        queue.append(notice)
+    finally:
+        queue.close()
+
+
 @app.task(shared=False, ignore_result=True)
 def upload_candidate(coinc, pipeline, search):
     """Upload one pipeline's candidate and then its PSD, as gstlal does."""
@@ -121,6 +187,9 @@ def upload_event(number=None, gpstime=None, search='MDC'):
     group(upload_candidate.si(coinc, pipeline, search).set(countdown=delay)
           for pipeline, coinc, delay in plan_uploads(number, gpstime, rng)
           ).delay()
+    if rng.random() < app.conf.mock_grb_coincidence_probability:
+        # Like GRB 170817A, 1.7 s after GW170817.
+        inject_grb.delay(gpstime + rng.uniform(0.5, 2.0))
     return gpstime
 
 
@@ -130,3 +199,7 @@ def _schedule(sender, **kwargs):
     if interval:
         sender.add_periodic_task(interval, upload_event.s(),
                                  name='upload mock event')
+    interval = sender.conf.mock_grb_interval
+    if interval:
+        sender.add_periodic_task(interval, inject_grb.s(),
+                                 name='inject mock GRB')

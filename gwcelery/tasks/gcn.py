@@ -273,7 +273,7 @@ class VOEventQueue:
     def __init__(self, url=None, key=None):
         conf = app.conf
         self.redis = redis.Redis.from_url(
-            url or conf['broker_url'], decode_responses=False,
+            url or conf.broker_url, decode_responses=False,
             socket_timeout=30, socket_connect_timeout=10)
         self.key = key or conf['gcn_broker_queue_key']
         self.cursors_key = self.key + ':cursors'

@@ -148,7 +148,7 @@ def process_message(node, text):
 
 def _listen_redis(task, nodes):
     conf = app.conf
-    url = conf['lvalert_redis_url'] or conf['broker_url']
+    url = conf['lvalert_redis_url'] or conf.broker_url
     prefix = conf['lvalert_redis_channel_prefix']
     channels = {prefix + node: node for node in nodes}
     backoff = Backoff(conf['listener_reconnect_delay_min'],

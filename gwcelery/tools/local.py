@@ -196,7 +196,8 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
     """Run the whole pipeline on this machine, with mock events.
 
     Starts, as supervised child processes bound to 127.0.0.1: a Redis
-    server, the local GraceDB server, one Celery worker per queue (the
+    server, the local GraceDB server, a mock GCN server that sends
+    simulated GRB notices, one Celery worker per queue (the
     general one runs the GCN and LVAlert listeners and the VOEvent
     broker), Celery Beat (which also uploads a simulated candidate every
     --mock-interval seconds) and Flower. Prints where each is, then one
@@ -223,6 +224,7 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
     gracedb_port = choose_port('gracedb', gracedb_port, report)
     flower_port = choose_port('flower', flower_port, report)
     gcn_port = choose_port('voevent broker', gcn_port, report)
+    mock_gcn_port = choose_port('mock GCN server', None, report)
     gracedb_url = f'http://{HOST}:{gracedb_port}/api/'
     settings = {
         'broker_url': redis_server.url,
@@ -230,9 +232,14 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
         'gracedb_host': f'{HOST}:{gracedb_port}',
         'gracedb_url': gracedb_url,
         'gcn_bind_port': gcn_port,
+        'gcn_remote_address': HOST,
+        'gcn_remote_port': mock_gcn_port,
         'flower_port': flower_port,
         'mock_events_interval': None if no_mock else mock_interval,
     }
+    if no_mock:
+        settings['mock_grb_interval'] = None
+        settings['mock_grb_coincidence_probability'] = 0.0
     config_path = write_config(data_dir, settings)
     env = child_environment(data_dir)
     from .. import app
@@ -246,6 +253,8 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
     add('gracedb', celery_command(
         'gracedb-server', '--host', HOST, '--port', str(gracedb_port),
         '--data-dir', os.path.join(data_dir, 'gracedb')))
+    add('mock-gcn', celery_command(
+        'mock-gcn-server', '--host', HOST, '--port', str(mock_gcn_port)))
     for name, queue, extra in WORKERS:
         add(f'worker-{name}', celery_command(
             'worker', '--hostname', f'{name}@%h', '--queues', queue,
