@@ -11,14 +11,17 @@ cluster 300 s after the previous one, as fast as the server takes them
 An event counts as handled when the server publishes its
 ``added_to_superevent`` alert. Prints the upload rate, the sustained rate
 of events handled, the p50/p99 latency from the start of an event's upload
-to that alert, and the superevent worker's busy time per event (from its
-task run times), whose inverse is the worker's capacity.
+to that alert, the CPU time per event of each part of the stack (which,
+unlike the rates, hardly depends on what else the machine is doing: the
+load average is printed too), and the superevent worker's busy time per
+event (from its task run times), whose inverse is the worker's capacity.
 
 The listener runs on a queue of its own so that the tasks of other
 handlers of the same nodes (the orchestrator's) are queued but not run:
 only the superevent path is measured.
 
     python bench/superevents.py [--events 1000] [--format coinc|json]
+        [--rate EVENTS_PER_SECOND] [--pool prefork|solo]
 """
 
 import argparse
@@ -37,6 +40,7 @@ import tempfile
 import threading
 import time
 
+import psutil
 import redis
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
@@ -98,7 +102,7 @@ def event_file(pipeline, group, gpstime, far, snr, file_format):
 class Stack:
     """Redis, the GraceDB server and the two workers, as subprocesses."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, pool):
         self.workdir = workdir
         self.redis = RedisServer(data_dir=os.path.join(workdir, 'redis'))
         self.redis.start()
@@ -117,18 +121,18 @@ class Stack:
         write_config(workdir, settings)
         app.conf.update(settings)
         self.env = child_environment(workdir)
-        self.processes = []
+        self.processes = {}
         self.start('gracedb-server', 'gracedb-server', '--host', '127.0.0.1',
                    '--port', str(port), '--data-dir',
                    os.path.join(workdir, 'gracedb'), '--alerts', 'redis',
                    '--log-level', 'WARNING')
         self.wait_for_port(port)
-        for name, queue, concurrency in (
-                ('listener', LISTENER_QUEUE, '1'),
-                ('superevent', 'superevent', '1')):
+        for name, queue, worker_pool in (
+                ('listener', LISTENER_QUEUE, 'prefork'),
+                ('superevent', 'superevent', pool)):
             self.start(name, 'worker', '--hostname', f'{name}@%h',
-                       '--queues', queue, '--concurrency', concurrency,
-                       '--loglevel', 'INFO', '--without-mingle',
+                       '--queues', queue, '--concurrency', '1', '--pool',
+                       worker_pool, '--loglevel', 'INFO', '--without-mingle',
                        '--without-gossip')
         self.wait_for_workers(['listener', 'superevent'])
         lvalert.listen.delay()  # what Beat does every second
@@ -136,9 +140,23 @@ class Stack:
 
     def start(self, name, *args):
         with open(self.logfile(name), 'wb') as out:
-            self.processes.append(subprocess.Popen(
+            self.processes[name] = subprocess.Popen(
                 [sys.executable, '-m', 'gwcelery', *args], env=self.env,
-                stdout=out, stderr=subprocess.STDOUT))
+                stdout=out, stderr=subprocess.STDOUT)
+
+    def cpu_seconds(self):
+        """CPU time used so far by each part of the stack (a process
+        and its children), and by this process (the uploads)."""
+        pids = {name: process.pid for name, process in self.processes.items()}
+        pids['redis'] = self.redis.process.pid
+        used = {}
+        for name, pid in pids.items():
+            process = psutil.Process(pid)
+            used[name] = sum(
+                sum(part.cpu_times()[:2])
+                for part in [process, *process.children(recursive=True)])
+        used['uploads'] = sum(psutil.Process().cpu_times()[:2])
+        return used
 
     def logfile(self, name):
         return os.path.join(self.workdir, f'{name}.log')
@@ -175,9 +193,9 @@ class Stack:
         client.close()
 
     def stop(self):
-        for process in reversed(self.processes):
+        for process in reversed(self.processes.values()):
             process.terminate()
-        for process in self.processes:
+        for process in self.processes.values():
             try:
                 process.wait(20)
             except subprocess.TimeoutExpired:
@@ -238,6 +256,9 @@ def main():
     parser.add_argument('--rate', type=float, help='upload at most this '
                         'many events per second (default: as fast as the '
                         'server takes them)')
+    parser.add_argument('--pool', choices=('prefork', 'solo'),
+                        default='prefork', help='execution pool of the '
+                        'superevent worker (concurrency 1 either way)')
     parser.add_argument('--seed', type=int, default=1)
     parser.add_argument('--workdir', help='directory for the data and logs '
                         '(kept); a temporary one by default')
@@ -250,13 +271,15 @@ def main():
     uploads = [event_file(*event, args.format) for event in plan]
     print(f'superevent benchmark: {len(plan)} events in clusters of 1-'
           f'{args.max_cluster}, CBC as {args.format}, {args.uploaders} '
-          f'uploader(s), rate {args.rate or "unlimited"}, '
-          f'{os.cpu_count()} CPUs')
+          f'uploader(s), rate {args.rate or "unlimited"}, {args.pool} '
+          f'superevent worker, '
+          f'{os.cpu_count()} CPUs, load average before '
+          f'{os.getloadavg()[0]:.1f}')
 
     with contextlib.ExitStack() as cleanup:
         workdir = args.workdir or cleanup.enter_context(
             tempfile.TemporaryDirectory(prefix='bench-superevents-'))
-        stack = Stack(workdir)
+        stack = Stack(workdir, args.pool)
         try:
             arrivals = Arrivals(stack.redis.url,
                                 app.conf['lvalert_redis_channel_prefix'])
@@ -273,6 +296,7 @@ def main():
                                              group, filename=filename)
                 started[event['graceid']] = start
 
+            cpu_before = stack.cpu_seconds()
             begin = time.perf_counter()
             with concurrent.futures.ThreadPoolExecutor(args.uploaders) as pool:
                 for future in [pool.submit(upload, i)
@@ -283,6 +307,8 @@ def main():
             if len(arrivals.times) >= len(plan):
                 arrivals.done.set()
             complete = arrivals.done.wait(args.timeout)
+            time.sleep(1)  # the no-op tasks of the last changes' alerts
+            cpu_after = stack.cpu_seconds()
             arrivals.close()
             with open(stack.logfile('superevent')) as f:
                 run_times = [float(match) for match in TASK_DONE.findall(
@@ -307,7 +333,13 @@ def main():
           f'events/s (first upload to last event in its superevent)')
     print(f'upload -> superevent: p50 {1e3 * statistics.median(latencies):.0f}'
           f' ms, p99 {1e3 * percentile(latencies, 0.99):.0f} ms')
+    print(f'load average after:   {os.getloadavg()[0]:.1f}')
     busy = sum(run_times)
+    cpu = {name: 1e3 * (cpu_after[name] - cpu_before[name]) / len(handled)
+           for name in cpu_before}
+    print('CPU per event (ms):   ' + ', '.join(
+        f'{name} {value:.1f}' for name, value in cpu.items())
+        + f'; total {sum(cpu.values()):.1f}')
     print(f'superevent worker:    {len(run_times)} handler runs, '
           f'{1e3 * busy / len(handled):.1f} ms busy per event '
           f'(capacity {len(handled) / busy:.0f} events/s); median run '
