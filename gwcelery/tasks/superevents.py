@@ -312,11 +312,11 @@ class Journal:
         """Return the candidate superevents of a new event from its
         ``superevent_neighbours``, or None if they may be out of date."""
         neighbours = event.get('superevent_neighbours')
-        start, end = _query_range(event)
-        if (not self.warm or neighbours is None
-                or event['gpstime'] - start > NEIGHBOURS_HALF_WIDTH
-                or end - event['gpstime'] > NEIGHBOURS_HALF_WIDTH):
+        if (not self.warm or neighbours is None or max(
+                app.conf.superevent_query_d_t_start,
+                app.conf.superevent_query_d_t_end) > NEIGHBOURS_HALF_WIDTH):
             return None
+        start, end = _query_range(event)
         category = event_category(event)
         for superevent_id, state in self.states.items():
             if event['graceid'] in state['gw_events']:
