@@ -64,3 +64,16 @@ def test_omp_threads_setting(monkeypatch):
     assert bayestar._omp_threads() == 3
     monkeypatch.setitem(app.conf, 'bayestar_omp_threads', None)
     assert bayestar._omp_threads() >= 1
+
+
+def test_localize_bbh():
+    """A 31 + 26 solar-mass BBH (a shipped mock signal): the default
+    waveform must not need data files that the PyPI lalsuite lacks (as
+    SEOBNRv4_ROM, which ligo.skymap's default picks for it, does)."""
+    from gwcelery.tasks import first2years
+
+    skymap = bayestar.localize(first2years.load_candidate(4, 'gstlal'),
+                               first2years.load_psd(), 'G4')
+    summary = skymaps.summary(skymap)
+    assert 0 < summary['area_90'] < 1000
+    assert summary['distmean'] > 0

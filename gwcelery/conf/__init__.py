@@ -375,9 +375,12 @@ without a sky map if need be. It must exceed the usual BAYESTAR time."""
 bayestar_f_low = 30.0
 """Low-frequency cutoff (Hz) of the BAYESTAR likelihood."""
 
-bayestar_waveform = 'o2-uberbank'
-"""Waveform approximant of the BAYESTAR templates (``'o2-uberbank'``:
-TaylorF2 or SEOBNRv4_ROM by the O2 template-bank rule)."""
+bayestar_waveform = 'IMRPhenomD'
+"""Waveform approximant of the BAYESTAR templates. IMRPhenomD (aligned
+spins, inspiral-merger-ringdown, closed form) suits BNS to BBH.
+ligo.skymap's default, ``'o2-uberbank'``, picks SEOBNRv4_ROM above 4 solar
+masses, whose data file the PyPI lalsuite does not ship: BAYESTAR then
+fails for every NSBH and BBH."""
 
 bayestar_enable_snr_series = True
 """Use the SNR time series that pipelines upload in ``coinc.xml`` (when
