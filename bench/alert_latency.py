@@ -167,12 +167,21 @@ def run_event(number, pipeline, gracedb, recorder, timeout):
                 and alert['object']['preferred_event'] == graceid)
     t_superevent = wait(lambda: recorder.first_alert(superevent_new),
                         timeout)
-    t_skymap = wait(lambda: recorder.first_alert(
-        lambda node, alert: alert['uid'] == graceid
-        and alert['alert_type'] == 'log'
-        and alert['data'].get('filename') == 'bayestar.multiorder.fits'),
-        timeout)
+    def skymap_log(node, alert):
+        return (alert['uid'] == graceid and alert['alert_type'] == 'log'
+                and alert['data'].get('filename')
+                == 'bayestar.multiorder.fits')
+
+    def failure_log(node, alert):
+        return (alert['uid'] == graceid and alert['alert_type'] == 'log'
+                and alert['data'].get('comment', '').startswith(
+                    f'Sky localization of {graceid} failed'))
+    wait(lambda: recorder.first_alert(skymap_log)
+         or recorder.first_alert(failure_log), timeout)
+    t_skymap = recorder.first_alert(skymap_log)
     row = {'signal': number, 'graceid': graceid}
+    if recorder.first_alert(failure_log) is not None:
+        row['failed'] = True
     if t_superevent is None or t_skymap is None:
         return row
     superevent_id = next(
@@ -218,6 +227,9 @@ def report(rows):
     if fallbacks:
         print(f'{fallbacks} superevent(s) also got a notice without sky map '
               '(BAYESTAR outlasted preliminary_alert_timeout)')
+    failed = sum(bool(row.get('failed')) for row in rows)
+    if failed:
+        print(f'{failed} localisation(s) failed (see the event logs)')
     complete = [row for row in rows if 'overhead' in row]
     print(f'{len(complete)} of {len(rows)} candidates reached the GCN '
           'client')
