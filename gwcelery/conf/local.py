@@ -24,8 +24,3 @@ mock_grb_interval = 600
 
 mock_grb_coincidence_probability = 0.3
 """A third of the mock events come with a coincident GRB."""
-
-bayestar_waveform = 'TaylorF2threePointFivePN'
-"""TaylorF2 for every template: the lalsuite wheel from PyPI has no
-SEOBNRv4_ROM data file, which ``'o2-uberbank'`` needs above 4 solar masses
-(NSBH and BBH candidates would fail to localise)."""
