@@ -197,3 +197,23 @@ def test_first_mock_event_becomes_a_preliminary_alert(deployment, tmp_path):
             superevent['labels']
     finally:
         again.stop()
+
+
+def test_eager_mode_runs_the_pipeline_in_one_process(tmp_path):
+    """``--eager``: no broker, no workers; the alert still goes out."""
+    eager = LocalDeployment(tmp_path / 'eager', '--eager',
+                            '--mock-interval', '600')
+    try:
+        eager.wait_for_line(r'gwcelery local is up \(eager', timeout=120)
+        children = psutil.Process(eager.process.pid).children(recursive=True)
+        assert [child.name() for child in children] == ['redis-server']
+        client = GCNClient(eager.ports['gcn'])
+        client.start()
+        line = eager.wait_for_line(r'MS\d{6}[a-z]+: preliminary notice sent',
+                                   timeout=ALERT_TIMEOUT)
+        superevent_id = re.search(r'MS\d{6}[a-z]+', line).group()
+        payload = client.received.get(timeout=60)
+        voevent.validate(payload)
+        assert superevent_id.encode() in payload
+    finally:
+        assert eager.stop() < 60

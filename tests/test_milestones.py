@@ -65,3 +65,13 @@ def test_reporter_reads_redis_pubsub(redis_url):
 @pytest.mark.parametrize('name', ['igwn_alert_voevent.json'])
 def test_legacy_alerts_are_ignored_quietly(name):
     assert describe_alert(load_alert(name)) is None
+
+
+def test_voevent_type_is_spelt_out():
+    superevent = load_alert('igwn_alert_superevent_creation.json')['object']
+    alert = {'uid': 'S180616h', 'alert_type': 'voevent',
+             'data': {'voevent_type': 'PR',
+                      'filename': 'S180616h-1-Preliminary.xml'},
+             'object': superevent}
+    assert describe_alert(alert) == ('S180616h: preliminary VOEvent '
+                                     'S180616h-1-Preliminary.xml registered')

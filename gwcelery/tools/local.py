@@ -1,10 +1,15 @@
 """``gwcelery local``: the whole pipeline on one machine."""
 
+import json
+import math
 import os
+import queue
 import runpy
+import signal
 import socket
 import sys
 import textwrap
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -13,7 +18,7 @@ import click
 
 from ..util.redis_server import RedisServer, free_port
 from ..util.supervisor import Child, Supervisor
-from .milestones import MilestoneReporter
+from .milestones import MilestoneReporter, describe_alert
 
 #: Name of the configuration module written into the data directory.
 CONFIG_MODULE = 'gwcelery_local_config'
@@ -139,6 +144,91 @@ def ping_workers(timeout=1.0):
     return answered
 
 
+class AlertQueue:
+    """Alert transport of the eager mode: the local GraceDB server's
+    alerts wait in memory until the main loop handles them."""
+
+    name = 'in-process queue'
+
+    def __init__(self):
+        self.queue = queue.Queue()
+
+    def publish(self, node, message):
+        self.queue.put((node, message))
+
+    def close(self):
+        pass
+
+
+def run_eager(data_dir, settings, gracedb_port, mock_interval, report):
+    """Run the pipeline in this one process with ``task_always_eager``.
+
+    The local GraceDB server runs in a thread and hands its alerts to
+    this process's main loop, which dispatches each to its handlers; every
+    task runs inline, so a debugger or a traceback shows the whole chain.
+    Redis is still started, only to hold the VOEvents for the broker
+    thread that GCN clients connect to: Celery itself uses no broker, and
+    there is no GCN listener (no mock GRBs).
+    """
+    from .. import app
+    from ..gracedb_server import GraceDbServer
+    from ..tasks import first2years, gcn, lvalert
+
+    redis_server = RedisServer(port=free_port(HOST),
+                               data_dir=os.path.join(data_dir, 'redis'),
+                               persistent=True).start()
+    app.conf.update(settings, broker_url=redis_server.url,
+                    result_backend=redis_server.url,
+                    task_always_eager=True, task_eager_propagates=True)
+    alerts = AlertQueue()
+    gracedb = GraceDbServer(os.path.join(data_dir, 'gracedb'), host=HOST,
+                            port=gracedb_port, transports=[alerts]).start()
+    broker_socket = socket.create_server((HOST, settings['gcn_bind_port']))
+    broker_socket.settimeout(1.0)
+    stopping = threading.Event()
+    broker = threading.Thread(
+        target=gcn.serve_queue, daemon=True, name='voevent-broker',
+        args=(broker_socket, stopping.is_set, [HOST]))
+    broker.start()
+    mock = ('off' if mock_interval is None else
+            f'a simulated candidate now and every {mock_interval:g} s')
+    click.echo(textwrap.dedent(f'''\
+        gwcelery local is up (eager mode: one process, no Celery broker)
+          GraceDB:        {settings['gracedb_url'].replace('/api/',
+                                                           '/superevents/')}
+          VOEvent broker: {HOST}:{settings['gcn_bind_port']}
+          Mock events:    {mock}
+        Milestones follow. Press Ctrl-C to stop.'''))
+
+    reported = set()
+    next_mock = time.monotonic() if mock_interval else math.inf
+    try:
+        while True:
+            if time.monotonic() >= next_mock:
+                next_mock += mock_interval
+                first2years.upload_event.delay()
+            try:
+                node, message = alerts.queue.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            try:
+                line = describe_alert(json.loads(message))
+            except ValueError:
+                line = None
+            if line and line not in reported:
+                reported.add(line)
+                report(line)
+            # Never raises: a failing handler is logged with its traceback.
+            lvalert.process_message(node, message)
+    except KeyboardInterrupt:
+        report('Stopping...')
+    finally:
+        stopping.set()
+        broker.join(5)
+        gracedb.stop()
+        redis_server.stop()
+
+
 def status_report(settings):
     """Return (part, up, where) for each part of a local deployment."""
     from redis import Redis
@@ -217,29 +307,37 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
     log_dir = os.path.join(data_dir, 'logs')
     os.makedirs(log_dir, exist_ok=True)
 
-    redis_server = RedisServer(port=choose_port('redis', redis_port, report),
-                               data_dir=os.path.join(data_dir, 'redis'),
-                               persistent=True)
-    redis_server.start()
     gracedb_port = choose_port('gracedb', gracedb_port, report)
-    flower_port = choose_port('flower', flower_port, report)
     gcn_port = choose_port('voevent broker', gcn_port, report)
-    mock_gcn_port = choose_port('mock GCN server', None, report)
     gracedb_url = f'http://{HOST}:{gracedb_port}/api/'
     settings = {
-        'broker_url': redis_server.url,
-        'result_backend': redis_server.url,
         'gracedb_host': f'{HOST}:{gracedb_port}',
         'gracedb_url': gracedb_url,
         'gcn_bind_port': gcn_port,
-        'gcn_remote_address': HOST,
-        'gcn_remote_port': mock_gcn_port,
-        'flower_port': flower_port,
         'mock_events_interval': None if no_mock else mock_interval,
     }
     if no_mock:
         settings['mock_grb_interval'] = None
         settings['mock_grb_coincidence_probability'] = 0.0
+    if eager:
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        run_eager(data_dir, settings, gracedb_port,
+                  settings['mock_events_interval'], report)
+        return
+
+    redis_server = RedisServer(port=choose_port('redis', redis_port, report),
+                               data_dir=os.path.join(data_dir, 'redis'),
+                               persistent=True)
+    redis_server.start()
+    flower_port = choose_port('flower', flower_port, report)
+    mock_gcn_port = choose_port('mock GCN server', None, report)
+    settings.update({
+        'broker_url': redis_server.url,
+        'result_backend': redis_server.url,
+        'gcn_remote_address': HOST,
+        'gcn_remote_port': mock_gcn_port,
+        'flower_port': flower_port,
+    })
     config_path = write_config(data_dir, settings)
     env = child_environment(data_dir)
     from .. import app
@@ -255,9 +353,9 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
         '--data-dir', os.path.join(data_dir, 'gracedb')))
     add('mock-gcn', celery_command(
         'mock-gcn-server', '--host', HOST, '--port', str(mock_gcn_port)))
-    for name, queue, extra in WORKERS:
+    for name, queue_name, extra in WORKERS:
         add(f'worker-{name}', celery_command(
-            'worker', '--hostname', f'{name}@%h', '--queues', queue,
+            'worker', '--hostname', f'{name}@%h', '--queues', queue_name,
             '--loglevel', 'INFO', '--events', *extra))
     add('beat', celery_command(
         'beat', '--loglevel', 'INFO',

@@ -31,6 +31,11 @@ EVENT_LABELS = {
 }
 
 
+#: GraceDB's VOEvent type codes.
+VOEVENT_TYPES = {'EW': 'early warning', 'PR': 'preliminary',
+                 'IN': 'initial', 'UP': 'update', 'RE': 'retraction'}
+
+
 def _format_far(far):
     return 'no FAR' if far is None else f'FAR {far:.3g} Hz'
 
@@ -63,8 +68,8 @@ def describe_alert(alert):
         what = labels.get(data.get('name'))
         return f'{uid}: {what}' if what else None
     if kind == 'voevent' and is_superevent:
-        return (f'{uid}: {data.get("voevent_type", "").lower() or "new"} '
-                f'VOEvent {data.get("filename")} registered')
+        notice = VOEVENT_TYPES.get(data.get('voevent_type'), 'new')
+        return f'{uid}: {notice} VOEvent {data.get("filename")} registered'
     if kind == 'event_added' and is_superevent:
         return f'{uid}: events now {", ".join(obj.get("gw_events", []))}'
     if kind == 'log' and is_superevent and \
