@@ -36,6 +36,9 @@ gcn.listen(host='127.0.0.1', port=int(port), iamalive_timeout=30,
 #: 20-30 s on two idle cores; the rest of the pipeline about a second.
 ALERT_TIMEOUT = 240
 
+#: The workers' superevent_clean_up_timeout (s).
+CLEAN_UP_TIMEOUT = 5.0
+
 
 def received(redis_url):
     client = redis.Redis.from_url(redis_url)
@@ -65,10 +68,14 @@ def gracedb_settings(gracedb):
 def test_cbc_upload_to_gcn_client(gracedb_server, gracedb_settings,
                                   worker_settings, start_worker, start_beat,
                                   redis_url, coinc_bytes, psd_bytes):
-    settings = listener_settings(
-        worker_settings, gracedb_url=gracedb_server.url,
-        superevent_clean_up_timeout=5.0, preliminary_alert_timeout=600.0,
-        volume_plot_resolution=16, volume_plot_dpi=30, skymap_plot_dpi=50)
+    settings = listener_settings(worker_settings,
+                                 gracedb_url=gracedb_server.url)
+    # Only for the workers: quick plots, a clean-up check within the test,
+    # no fallback alert.
+    worker_settings.update(
+        superevent_clean_up_timeout=CLEAN_UP_TIMEOUT,
+        preliminary_alert_timeout=600.0, volume_plot_resolution=16,
+        volume_plot_dpi=30, skymap_plot_dpi=50)
     start_worker('celery', 'celery', '--concurrency', '6')
     start_worker('openmp', 'openmp', '--concurrency', '1')
     start_worker('superevent', 'superevent', '--concurrency', '1')
@@ -123,7 +130,7 @@ def test_cbc_upload_to_gcn_client(gracedb_server, gracedb_settings,
 
         # After the clean-up timeout, with the same preferred event, no
         # second notice.
-        time.sleep(settings['superevent_clean_up_timeout'] + 3)
+        time.sleep(CLEAN_UP_TIMEOUT + 3)
         assert received(redis_url) == [payload]
         assert len(gracedb.get_voevents(superevent_id)) == 1
     finally:
