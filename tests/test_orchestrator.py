@@ -212,6 +212,18 @@ def test_below_public_threshold_no_alert(eager, coinc_bytes):
 
 
 @pytest.mark.usefixtures('gracedb')
+def test_no_fallback_in_eager_mode(eager, coinc_bytes):
+    """The eager mode would run the delayed fallback at once, before any
+    sky map: a new superevent schedules nothing there."""
+    event = gracedb.create_event(coinc_bytes, 'AllSky', 'gstlal', 'CBC',
+                                 filename='coinc.xml')
+    superevent_id = new_superevent(event)
+    orchestrator.handle_superevent(
+        alert('new', gracedb.get_superevent(superevent_id)))
+    assert gracedb.get_voevents(superevent_id) == []
+
+
+@pytest.mark.usefixtures('gracedb')
 def test_events_above_superevent_threshold_are_not_annotated(
         eager, coinc_bytes, monkeypatch):
     monkeypatch.setitem(app.conf, 'superevent_far_threshold', 1e-7)
