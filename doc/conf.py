@@ -12,8 +12,11 @@ extensions = [
     'sphinx.ext.autodoc',
     'sphinx.ext.napoleon',
     'sphinx.ext.viewcode',
+    'celery.contrib.sphinx',
 ]
 autodoc_member_order = 'bysource'
+# celery.contrib.sphinx documents tasks through the legacy autodoc classes.
+autodoc_use_legacy_class_based = True
 exclude_patterns = ['_build']
 html_theme = 'alabaster'
 nitpicky = False
