@@ -399,27 +399,44 @@ def neighbours_of(*superevent_dicts):
             for superevent in superevent_dicts}
 
 
+def alert_showing(*superevent_dicts, alert_type='added_to_superevent'):
+    """An event alert whose neighbours are the given superevents."""
+    return {'alert_type': alert_type, 'uid': 'G99', 'object': {
+        'graceid': 'G99',
+        'superevent_neighbours': neighbours_of(*superevent_dicts)}}
+
+
 def warm_journal(*superevent_dicts):
     journal = superevents.Journal()
     for superevent in superevent_dicts:
-        journal.record(superevent)
-    journal.saw({'alert_type': 'added_to_superevent',
-                 'uid': superevent_dicts[0]['preferred_event']})
+        journal.record(superevent, changed=True)
+    journal.saw(alert_showing(superevent_dicts[0]))
+    assert journal.warm
     return journal
 
 
-def test_journal_trusts_no_snapshot_before_its_own_change_comes_back():
+def test_journal_trusts_no_snapshot_before_an_alert_shows_its_change():
     s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
     journal = superevents.Journal()
-    journal.record(s1)
+    journal.record(s1, changed=True)
     event = cbc_event('G2', gpstime=1000.5,
                       superevent_neighbours=neighbours_of(s1))
     assert journal.neighbours(event) is None
-    journal.saw({'alert_type': 'added_to_superevent', 'uid': 'G99'})
-    journal.saw({'alert_type': 'new', 'uid': 'G1'})
+    # alerts made before the change
+    journal.saw(alert_showing())
+    journal.saw(alert_showing(dict(s1, gw_events=[])))
     assert journal.neighbours(event) is None
-    journal.saw({'alert_type': 'selected_as_preferred', 'uid': 'G1'})
+    # an alert made after it
+    journal.saw(alert_showing(s1, alert_type='new'))
     assert journal.neighbours(event) == [s1]
+
+
+def test_journal_is_not_warmed_by_a_superevent_it_only_read():
+    s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
+    journal = superevents.Journal()
+    journal.record(s1, changed=False)
+    journal.saw(alert_showing(s1))
+    assert not journal.warm
 
 
 def test_journal_accepts_snapshot_showing_its_changes():
@@ -445,7 +462,7 @@ def test_journal_rejects_snapshot_older_than_its_change():
     s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
     journal = warm_journal(s1)
     widened = dict(s1, t_end=1001.5, gw_events=['G1', 'G3'])
-    journal.record(widened)
+    journal.record(widened, changed=True)
     event = cbc_event('G2', gpstime=1000.5,
                       superevent_neighbours=neighbours_of(s1))
     assert journal.neighbours(event) is None
@@ -479,5 +496,5 @@ def test_journal_keeps_a_bounded_number_of_superevents():
     for number in range(3):
         journal.record(superevent_of(
             cbc_event(f'G{number}', gpstime=1000.0 + 100 * number),
-            f'S{number}'))
+            f'S{number}'), changed=True)
     assert list(journal.states) == ['S1', 'S2']

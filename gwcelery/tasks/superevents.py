@@ -262,10 +262,6 @@ NEIGHBOURS_HALF_WIDTH = 100.0
 its category whose ``t_0`` is within this many seconds of its
 ``gpstime``."""
 
-ECHO_ALERT_TYPES = ('added_to_superevent', 'selected_as_preferred')
-"""Event alerts that GraceDB sends when an event is put into a superevent
-(created with it, added to it, or made its preferred event)."""
-
 
 class Journal:
     """The superevents that this process changed, as it left them.
@@ -275,16 +271,19 @@ class Journal:
     writer of superevent windows and members, so these can stand in for a
     query (one GraceDB request fewer) unless this worker changed them
     since. :meth:`neighbours` tells: the snapshot must show every
-    superevent this process changed near the event as it left it. A
-    process that just started does not know what its predecessor changed,
-    so it trusts no snapshot until the alert of one of its own changes has
-    come back (:meth:`saw`): every alert after that one was made later.
+    superevent this process changed near the event as it left it.
+
+    A process that just started does not know what its predecessor
+    changed, so it trusts no snapshot until an alert shows one of its own
+    changes (:meth:`saw`): that alert, and every alert after it, was made
+    after the change, hence after anything the predecessor did.
     """
 
     def __init__(self, size=1000):
         self.size = size
         self.states = collections.OrderedDict()
         self.warm = False
+        self.unconfirmed = collections.deque(maxlen=size)
 
     @staticmethod
     def _state(superevent):
@@ -293,20 +292,28 @@ class Journal:
                 'preferred_event': superevent['preferred_event'],
                 'gw_events': frozenset(superevent['gw_events'])}
 
-    def record(self, superevent):
-        """Remember a superevent as this process just left it."""
+    def record(self, superevent, changed):
+        """Remember a superevent as this process left it (``changed``:
+        whether the process has just changed it)."""
         superevent_id = superevent['superevent_id']
+        state = self._state(superevent)
         self.states.pop(superevent_id, None)
-        self.states[superevent_id] = self._state(superevent)
+        self.states[superevent_id] = state
         if len(self.states) > self.size:
             self.states.popitem(last=False)
+        if changed and not self.warm:
+            self.unconfirmed.append((superevent_id, state))
 
     def saw(self, alert):
         """Take note of an alert received by the handler."""
-        if (not self.warm and alert['alert_type'] in ECHO_ALERT_TYPES
-                and any(alert['uid'] in state['gw_events']
-                        for state in self.states.values())):
+        if self.warm:
+            return
+        neighbours = alert['object'].get('superevent_neighbours') or {}
+        if any(superevent_id in neighbours
+               and self._state(neighbours[superevent_id]) == state
+               for superevent_id, state in self.unconfirmed):
             self.warm = True
+            self.unconfirmed.clear()
 
     def neighbours(self, event):
         """Return the candidate superevents of a new event from its
@@ -365,7 +372,7 @@ def apply(event, superevent, joining, changes, preferred):
                  f', updated {changes}' if changes else '')
         superevent = {**superevent, **changes, 'gw_events': [
             *superevent['gw_events'], *([graceid] if joining else [])]}
-    _journal.record(superevent)
+    _journal.record(superevent, changed=joining or bool(changes))
     em_ready = app.conf.superevent_em_ready_label
     if is_complete(preferred) and em_ready not in superevent['labels']:
         gracedb.create_label(em_ready, superevent['superevent_id'])
