@@ -421,14 +421,14 @@ def test_journal_trusts_no_snapshot_before_an_alert_shows_its_change():
     journal.record(s1, changed=True)
     event = cbc_event('G2', gpstime=1000.5,
                       superevent_neighbours=neighbours_of(s1))
-    assert journal.neighbours(event) is None
+    assert journal.candidates(event) is None
     # alerts made before the change
     journal.saw(alert_showing())
     journal.saw(alert_showing(dict(s1, gw_events=[])))
-    assert journal.neighbours(event) is None
+    assert journal.candidates(event) is None
     # an alert made after it
     journal.saw(alert_showing(s1, alert_type='new'))
-    assert journal.neighbours(event) == [s1]
+    assert journal.candidates(event) == [s1]
 
 
 def test_journal_is_not_warmed_by_a_superevent_it_only_read():
@@ -439,42 +439,51 @@ def test_journal_is_not_warmed_by_a_superevent_it_only_read():
     assert not journal.warm
 
 
-def test_journal_accepts_snapshot_showing_its_changes():
+def test_journal_takes_the_snapshot_as_it_is_without_own_changes():
     s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
-    other = superevent_of(cbc_event('G5', gpstime=1050.0), 'S5')
     far = superevent_of(cbc_event('G6', gpstime=1500.0), 'S6')
-    journal = warm_journal(s1, far)
+    journal = warm_journal(far)
+    other = superevent_of(cbc_event('G5', gpstime=1050.0), 'S5')
     event = cbc_event('G2', gpstime=1000.5,
                       superevent_neighbours=neighbours_of(s1, other))
-    assert journal.neighbours(event) == [s1, other]
+    assert journal.candidates(event) == [s1, other]
 
 
-def test_journal_rejects_snapshot_missing_a_superevent_it_made():
+def test_journal_adds_a_superevent_made_after_the_snapshot():
     s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
-    s2 = superevent_of(cbc_event('G3', gpstime=1060.0), 'S2')
-    journal = warm_journal(s1, s2)
-    event = cbc_event('G2', gpstime=1000.5,
-                      superevent_neighbours=neighbours_of(s1))
-    assert journal.neighbours(event) is None
+    journal = warm_journal(s1)
+    event = cbc_event('G2', gpstime=1000.5, superevent_neighbours={})
+    assert journal.candidates(event) == [s1]
+    # not one of another category
+    test_event = dict(event, group='Test')
+    assert journal.candidates(test_event) == []
 
 
-def test_journal_rejects_snapshot_older_than_its_change():
+def test_journal_replaces_a_superevent_changed_after_the_snapshot():
     s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
     journal = warm_journal(s1)
     widened = dict(s1, t_end=1001.5, gw_events=['G1', 'G3'])
     journal.record(widened, changed=True)
     event = cbc_event('G2', gpstime=1000.5,
                       superevent_neighbours=neighbours_of(s1))
-    assert journal.neighbours(event) is None
-    event['superevent_neighbours'] = neighbours_of(widened)
-    assert journal.neighbours(event) == [widened]
+    assert journal.candidates(event) == [widened]
+
+
+def test_journal_drops_a_superevent_whose_t_0_moved_away():
+    s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
+    journal = warm_journal(s1)
+    moved = dict(s1, t_0=1200.0, t_end=1201.0)
+    journal.record(moved, changed=True)
+    event = cbc_event('G2', gpstime=1000.5,
+                      superevent_neighbours=neighbours_of(s1))
+    assert journal.candidates(event) == []
 
 
 def test_journal_rejects_an_event_it_already_handled():
     s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
     journal = warm_journal(s1)
     event = cbc_event('G1', gpstime=1000.0, superevent_neighbours={})
-    assert journal.neighbours(event) is None
+    assert journal.candidates(event) is None
 
 
 def test_journal_needs_neighbours_covering_the_query_range(monkeypatch):
@@ -483,12 +492,12 @@ def test_journal_needs_neighbours_covering_the_query_range(monkeypatch):
     event = cbc_event('G2', gpstime=1000.5,
                       superevent_neighbours=neighbours_of(s1))
     monkeypatch.setitem(app.conf, 'superevent_query_d_t_end', 200.0)
-    assert journal.neighbours(event) is None
+    assert journal.candidates(event) is None
     monkeypatch.setitem(app.conf, 'superevent_query_d_t_end', 10.0)
-    assert journal.neighbours(event) == [s1]
+    assert journal.candidates(event) == [s1]
     # an alert from a server that gives no neighbours
     del event['superevent_neighbours']
-    assert journal.neighbours(event) is None
+    assert journal.candidates(event) is None
 
 
 def test_journal_keeps_a_bounded_number_of_superevents():
@@ -497,4 +506,4 @@ def test_journal_keeps_a_bounded_number_of_superevents():
         journal.record(superevent_of(
             cbc_event(f'G{number}', gpstime=1000.0 + 100 * number),
             f'S{number}'), changed=True)
-    assert list(journal.states) == ['S1', 'S2']
+    assert list(journal.superevents) == ['S1', 'S2']

@@ -277,7 +277,7 @@ class CountingCalls:
         return self.task(*args, **kwargs)
 
 
-def test_neighbours_replace_the_query_only_when_up_to_date(
+def test_neighbours_replace_the_query_when_warm(
         alerts, gracedb_server, monkeypatch):
     queries = CountingCalls(gracedb.get_superevents)
     monkeypatch.setattr(gracedb, 'get_superevents', queries)
@@ -293,24 +293,24 @@ def test_neighbours_replace_the_query_only_when_up_to_date(
 
     g1 = upload_cbc(T, snr=12)
     handle_like_the_listener()
-    assert queries.count == 1  # a new process queries until its own
-    # change comes back, which it now has
+    assert queries.count == 1  # a new process queries until an alert
+    # shows its own change, which the alerts about G1 now have
 
     g2 = upload_cbc(T + 0.2, snr=9, pipeline='pycbc')
     handle_like_the_listener()
     assert queries.count == 1  # G2's neighbours show the superevent of G1
 
     # G4 and G5 come before either is handled: G5's neighbours predate
-    # the superevent made for G4, so G5 needs a query.
+    # the superevent made for G4, which the journal adds
     g4 = upload_cbc(T + 50, snr=12)
     g5 = upload_cbc(T + 50.3, snr=9, pipeline='pycbc')
     handle_like_the_listener()
-    assert queries.count == 2
+    assert queries.count == 1
 
     # a better event is checked against fresh data
     g3 = upload_cbc(T - 0.1, snr=15, pipeline='MBTA')
     handle_like_the_listener()
-    assert queries.count == 3
+    assert queries.count == 2
 
     first, second = find_superevents(T - 10, T + 100)
     assert sorted(first['gw_events']) == sorted([g1, g2, g3])
@@ -318,6 +318,8 @@ def test_neighbours_replace_the_query_only_when_up_to_date(
     assert (first['t_start'], first['t_end']) == pytest.approx(
         (T - 1.1, T + 1.2))
     assert sorted(second['gw_events']) == sorted([g4, g5])
+    assert (second['t_start'], second['t_end']) == pytest.approx(
+        (T + 49, T + 51.3))
 
 
 # --- redelivery ------------------------------------------------------------

@@ -268,10 +268,12 @@ class Journal:
 
     A ``new`` alert carries ``superevent_neighbours``: the superevents near
     the event when it was created. The superevent worker is the only
-    writer of superevent windows and members, so these can stand in for a
-    query (one GraceDB request fewer) unless this worker changed them
-    since. :meth:`neighbours` tells: the snapshot must show every
-    superevent this process changed near the event as it left it.
+    writer of superevent windows, members and preferred events, so that
+    snapshot, brought up to date with the superevents this process changed
+    since (:meth:`candidates`), can stand in for a query: one GraceDB
+    request fewer. Labels that others add meanwhile are not seen, so a
+    change of preferred event is decided on a fresh query instead (see
+    :func:`handle`).
 
     A process that just started does not know what its predecessor
     changed, so it trusts no snapshot until an alert shows one of its own
@@ -279,9 +281,9 @@ class Journal:
     after the change, hence after anything the predecessor did.
     """
 
-    def __init__(self, size=1000):
+    def __init__(self, size=200):
         self.size = size
-        self.states = collections.OrderedDict()
+        self.superevents = collections.OrderedDict()
         self.warm = False
         self.unconfirmed = collections.deque(maxlen=size)
 
@@ -296,13 +298,12 @@ class Journal:
         """Remember a superevent as this process left it (``changed``:
         whether the process has just changed it)."""
         superevent_id = superevent['superevent_id']
-        state = self._state(superevent)
-        self.states.pop(superevent_id, None)
-        self.states[superevent_id] = state
-        if len(self.states) > self.size:
-            self.states.popitem(last=False)
+        self.superevents.pop(superevent_id, None)
+        self.superevents[superevent_id] = superevent
+        if len(self.superevents) > self.size:
+            self.superevents.popitem(last=False)
         if changed and not self.warm:
-            self.unconfirmed.append((superevent_id, state))
+            self.unconfirmed.append((superevent_id, self._state(superevent)))
 
     def saw(self, alert):
         """Take note of an alert received by the handler."""
@@ -315,9 +316,10 @@ class Journal:
             self.warm = True
             self.unconfirmed.clear()
 
-    def neighbours(self, event):
-        """Return the candidate superevents of a new event from its
-        ``superevent_neighbours``, or None if they may be out of date."""
+    def candidates(self, event):
+        """Return the candidate superevents of a new event: its alert's
+        ``superevent_neighbours`` with this process's later changes; or
+        None if they cannot be trusted."""
         neighbours = event.get('superevent_neighbours')
         if (not self.warm or neighbours is None or max(
                 app.conf.superevent_query_d_t_start,
@@ -325,16 +327,16 @@ class Journal:
             return None
         start, end = _query_range(event)
         category = event_category(event)
-        for superevent_id, state in self.states.items():
-            if event['graceid'] in state['gw_events']:
-                return None  # already handled: a redelivered alert
-            seen = neighbours.get(superevent_id)
-            relevant = seen is not None or (
-                superevent_category(superevent_id) == category
-                and start <= state['t_0'] <= end)
-            if relevant and (seen is None or self._state(seen) != state):
-                return None
-        return [superevent for superevent in neighbours.values()
+        candidates = dict(neighbours)
+        for superevent_id, superevent in self.superevents.items():
+            if event['graceid'] in superevent['gw_events']:
+                return None  # handled already: a redelivered alert
+            if (superevent_category(superevent_id) == category
+                    and start <= superevent['t_0'] <= end):
+                candidates[superevent_id] = superevent
+            else:  # its t_0 has moved away since the snapshot
+                candidates.pop(superevent_id, None)
+        return [superevent for superevent in candidates.values()
                 if start <= superevent['t_0'] <= end]
 
 
@@ -370,14 +372,20 @@ def apply(event, superevent, joining, changes, preferred):
         log.info('%s: %s superevent %s%s', graceid,
                  'added to' if joining else 'already in', superevent_id,
                  f', updated {changes}' if changes else '')
-        superevent = {**superevent, **changes, 'gw_events': [
-            *superevent['gw_events'], *([graceid] if joining else [])]}
-    _journal.record(superevent, changed=joining or bool(changes))
+        preferred_data = {key: value for key, value in preferred.items()
+                          if key != 'superevent_neighbours'}  # alerts only
+        superevent = {
+            **superevent, **changes, 'preferred_event_data': preferred_data,
+            'gw_events': [*superevent['gw_events'],
+                          *([graceid] if joining else [])]}
     em_ready = app.conf.superevent_em_ready_label
     if is_complete(preferred) and em_ready not in superevent['labels']:
         gracedb.create_label(em_ready, superevent['superevent_id'])
         log.info('%s: preferred event %s is complete, labelled %s',
                  superevent['superevent_id'], preferred['graceid'], em_ready)
+        superevent = {**superevent,
+                      'labels': [*superevent['labels'], em_ready]}
+    _journal.record(superevent, changed=joining or bool(changes))
 
 
 @lvalert.handler(*NODES, queue='superevent', shared=False,
@@ -419,9 +427,9 @@ def handle(self, alert):
         return
     decision = None
     if alert_type == 'new' and not self.request.retries:
-        neighbours = _journal.neighbours(event)
-        if neighbours is not None:
-            decision = plan(event, neighbours)
+        candidates = _journal.candidates(event)
+        if candidates is not None:
+            decision = plan(event, candidates)
             if 'preferred_event' in decision[2]:
                 # A new preferred event depends on labels (completeness,
                 # frozen) that others may have changed since the alert.
