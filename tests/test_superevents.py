@@ -507,3 +507,17 @@ def test_journal_keeps_a_bounded_number_of_superevents():
             cbc_event(f'G{number}', gpstime=1000.0 + 100 * number),
             f'S{number}'), changed=True)
     assert list(journal.superevents) == ['S1', 'S2']
+
+
+def test_journal_forgets_after_a_failed_change(monkeypatch):
+    s1 = superevent_of(cbc_event('G1', gpstime=1000.0))
+    journal = warm_journal(s1)
+    monkeypatch.setattr(superevents, '_journal', journal)
+
+    # nothing listens there: the request fails to connect
+    monkeypatch.setitem(app.conf, 'gracedb_url', 'http://127.0.0.1:9/api/')
+    event = cbc_event('G2', gpstime=1000.5, snr=9)
+    with pytest.raises(superevents.gracedb.GraceDbUnavailable):
+        superevents.apply(event, *superevents.plan(event, [s1]))
+    assert not journal.warm
+    assert journal.candidates(dict(event, superevent_neighbours={})) is None

@@ -305,6 +305,12 @@ class Journal:
         if changed and not self.warm:
             self.unconfirmed.append((superevent_id, self._state(superevent)))
 
+    def forget(self):
+        """Forget everything, as if the process had just started."""
+        self.superevents.clear()
+        self.unconfirmed.clear()
+        self.warm = False
+
     def saw(self, alert):
         """Take note of an alert received by the handler."""
         if self.warm:
@@ -356,6 +362,16 @@ def process(event, superevents):
 
 def apply(event, superevent, joining, changes, preferred):
     """Carry out a decision of :func:`plan` in GraceDB."""
+    try:
+        _apply(event, superevent, joining, changes, preferred)
+    except BaseException:
+        # Some of the changes may have been made: the journal no longer
+        # knows the superevent as GraceDB has it.
+        _journal.forget()
+        raise
+
+
+def _apply(event, superevent, joining, changes, preferred):
     graceid = event['graceid']
     if superevent is None:
         t_0, t_start, t_end = event_window(event)
