@@ -203,7 +203,13 @@ def handle_burst_event(alert):
 def handle_superevent(alert):
     """Start the preliminary alert on EM_READY; on a new superevent,
     schedule :func:`fallback_preliminary` (not in the eager mode, which
-    has no delayed tasks)."""
+    has no delayed tasks).
+
+    A superevent that got EM_READY while its preferred event was below
+    the public alert threshold gets its alert when an update makes a
+    complete event that passes the threshold preferred: no new EM_READY
+    comes then, since the label is already there.
+    """
     superevent = alert['object']
     superevent_id = superevent['superevent_id']
     if alert['alert_type'] == 'new':
@@ -220,6 +226,12 @@ def handle_superevent(alert):
           and alert['data']['name'] == app.conf.superevent_em_ready_label):
         if passes_threshold(superevent):
             preliminary_alert(superevent).delay()
+    elif (alert['alert_type'] == 'update'
+          and app.conf.superevent_em_ready_label in superevent['labels']
+          and app.conf.superevent_frozen_label not in superevent['labels']
+          and superevents.is_complete(superevent['preferred_event_data'])
+          and passes_threshold(superevent)):
+        preliminary_alert(superevent).delay()
 
 
 def passes_threshold(superevent):
