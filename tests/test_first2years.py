@@ -118,3 +118,30 @@ def test_injected_grb_reaches_a_gcn_client_through_the_mock_server(
     assert server.returncode == 0, output
     parsed = gcn_notices.parse(payload)
     assert parsed.gpstime == pytest.approx(1400000000.0, abs=0.01)
+
+
+@pytest.mark.integration
+@pytest.mark.usefixtures('gracedb')
+def test_coincident_mdc_grb_is_linked_by_raven(monkeypatch):
+    """A mock event with its GRB: RAVEN links them (both MDC)."""
+    monkeypatch.setitem(app.conf, 'task_always_eager', True)
+    monkeypatch.setitem(app.conf, 'task_eager_propagates', True)
+    monkeypatch.setitem(app.conf, 'mock_grb_coincidence_probability', 1.0)
+    gpstime = 1400000000.0
+    first2years.upload_event(number=1, gpstime=gpstime)
+    grb, = gracedb.get_events('group: External search: MDC')
+    assert grb['pipeline'] == 'Fermi'
+    assert 0.5 <= grb['gpstime'] - gpstime <= 2.0
+    # Eager mode has no listener: run the superevent manager and RAVEN on
+    # the first candidate as their alerts would.
+    from gwcelery.tasks import raven, superevents
+    event = gracedb.get_events('MDC pipeline: gstlal pycbc MBTA')[-1]
+    superevents.handle({'uid': event['graceid'], 'alert_type': 'new',
+                        'data': event, 'object': event})
+    superevent, = gracedb.get_superevents('category: MDC')
+    raven.handle_superevent({'uid': superevent['superevent_id'],
+                             'alert_type': 'new', 'data': superevent,
+                             'object': superevent})
+    superevent = gracedb.get_superevent(superevent['superevent_id'])
+    assert grb['graceid'] in superevent['em_events']
+    assert 'EM_COINC' in superevent['labels']

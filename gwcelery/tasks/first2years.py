@@ -12,8 +12,9 @@ one candidate per pipeline a fraction of a second to a second apart, each a
 Fermi GBM notice of a simulated GRB for the mock GCN server (``gwcelery
 mock-gcn-server``), which sends it to :func:`gwcelery.tasks.gcn.listen`.
 Beat runs it every :obj:`~gwcelery.conf.mock_grb_interval` seconds, and
-:func:`upload_event` also injects a GRB coincident with its signal with
-probability :obj:`~gwcelery.conf.mock_grb_coincidence_probability`.
+:func:`upload_event` also uploads a GRB coincident with its signal (an
+MDC External event, :func:`upload_mdc_grb`) with probability
+:obj:`~gwcelery.conf.mock_grb_coincidence_probability`.
 """
 
 import gzip
@@ -119,25 +120,42 @@ def mock_grb_notice(gpstime, ra, dec, error_radius):
     return lxml.etree.tostring(root, xml_declaration=True, encoding='UTF-8')
 
 
+def random_grb_notice(gpstime, rng):
+    """A mock GRB notice at a random position, error radius 3 to 10 deg."""
+    return mock_grb_notice(
+        gpstime, ra=rng.uniform(0, 360),
+        dec=math.degrees(math.asin(rng.uniform(-1, 1))),
+        error_radius=rng.uniform(3, 10))
+
+
 @app.task(shared=False, ignore_result=True)
 def inject_grb(gpstime=None):
     """Queue a simulated Fermi GBM GRB notice for the mock GCN server.
 
-    The GRB is at `gpstime` (now by default), at a random position with an
-    error radius of 3 to 10 degrees.
+    The GRB is at `gpstime` (now by default). It becomes a Production
+    External event, as a real GRB would.
     """
-    rng = random.Random()
     if gpstime is None:
         gpstime = now_gps()
-    notice = mock_grb_notice(
-        gpstime, ra=rng.uniform(0, 360),
-        dec=math.degrees(math.asin(rng.uniform(-1, 1))),
-        error_radius=rng.uniform(3, 10))
+    notice = random_grb_notice(gpstime, random.Random())
     queue = gcn.VOEventQueue(key=app.conf.mock_gcn_queue_key)
     try:
         queue.append(notice)
     finally:
         queue.close()
+
+
+@app.task(shared=False, ignore_result=True)
+def upload_mdc_grb(gpstime):
+    """Upload a simulated GRB as an MDC External event (search MDC).
+
+    RAVEN pairs MDC superevents only with MDC external events, as in the
+    reference pipeline, so a GRB meant to coincide with a mock event is
+    uploaded this way rather than sent through the mock GCN server.
+    """
+    notice = random_grb_notice(gpstime, random.Random())
+    return gracedb.create_event(notice, 'MDC', 'Fermi', 'External',
+                                filename='fermi_gbm_notice.xml')['graceid']
 
 
 @app.task(shared=False, ignore_result=True)
@@ -184,12 +202,14 @@ def upload_event(number=None, gpstime=None, search='MDC'):
         number = rng.randrange(NUM_SIGNALS)
     if gpstime is None:
         gpstime = now_gps() - 1.0
+    if search == 'MDC' and \
+            rng.random() < app.conf.mock_grb_coincidence_probability:
+        # Like GRB 170817A, 1.7 s after GW170817; uploaded before the
+        # candidates, so that the new superevent's RAVEN search finds it.
+        upload_mdc_grb.delay(gpstime + rng.uniform(0.5, 2.0))
     group(upload_candidate.si(coinc, pipeline, search).set(countdown=delay)
           for pipeline, coinc, delay in plan_uploads(number, gpstime, rng)
           ).delay()
-    if rng.random() < app.conf.mock_grb_coincidence_probability:
-        # Like GRB 170817A, 1.7 s after GW170817.
-        inject_grb.delay(gpstime + rng.uniform(0.5, 2.0))
     return gpstime
 
 
