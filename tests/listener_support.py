@@ -22,6 +22,22 @@ def free_port(host='127.0.0.1'):
         return sock.getsockname()[1]
 
 
+#: Redis list where the tests' pygcn client processes record the VOEvents
+#: they receive.
+PYGCN_CLIENT_KEY = 'test:pygcn-client:received'
+
+
+def redis_list(redis_url, key):
+    """The items of a Redis list (what a test's helper process recorded)."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return client.lrange(key, 0, -1)
+    finally:
+        client.close()
+
+
 def wait_for(predicate, timeout, interval=0.1, message='condition'):
     """Poll `predicate` until it returns something true; return that."""
     deadline = time.monotonic() + timeout

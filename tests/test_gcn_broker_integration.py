@@ -8,16 +8,22 @@ import sys
 import time
 
 import pytest
-import redis
 
 from gwcelery.tasks import gcn
 
 from .conftest import SHARED_DATA
-from .listener_support import WORKER_ARGS, listener_settings, running, wait_for
+from .listener_support import (
+    PYGCN_CLIENT_KEY,
+    WORKER_ARGS,
+    listener_settings,
+    redis_list,
+    running,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
-CLIENT_KEY = 'test:pygcn-client:received'
+CLIENT_KEY = PYGCN_CLIENT_KEY
 
 PYGCN_CLIENT = '''
 import logging, sys
@@ -39,11 +45,7 @@ def voevent(number):
 
 
 def received(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    try:
-        return client.lrange(CLIENT_KEY, 0, -1)
-    finally:
-        client.close()
+    return redis_list(redis_url, CLIENT_KEY)
 
 
 def refused(port, source):

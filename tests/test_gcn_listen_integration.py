@@ -22,6 +22,7 @@ from .listener_support import (
     WORKER_ARGS,
     active_eternal,
     listener_settings,
+    redis_list,
     running,
     wait_for,
 )
@@ -33,11 +34,7 @@ SAMPLES = sorted(glob.glob(os.path.join(SHARED_DATA, 'gcn', '*.xml')))
 
 
 def received(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    try:
-        return client.lrange(GCN_KEY, 0, -1)
-    finally:
-        client.close()
+    return redis_list(redis_url, GCN_KEY)
 
 
 def clear_received(redis_url):

@@ -17,11 +17,17 @@ import redis
 from gwcelery import app, voevent
 from gwcelery.tasks import gracedb
 
-from .listener_support import listener_settings, running, wait_for
+from .listener_support import (
+    PYGCN_CLIENT_KEY,
+    listener_settings,
+    redis_list,
+    running,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
-CLIENT_KEY = 'test:pygcn-client:received'
+CLIENT_KEY = PYGCN_CLIENT_KEY
 
 PYGCN_CLIENT = '''
 import sys
@@ -41,11 +47,7 @@ CLEAN_UP_TIMEOUT = 5.0
 
 
 def received(redis_url):
-    client = redis.Redis.from_url(redis_url)
-    try:
-        return client.lrange(CLIENT_KEY, 0, -1)
-    finally:
-        client.close()
+    return redis_list(redis_url, CLIENT_KEY)
 
 
 def subscribed(redis_url, node):
