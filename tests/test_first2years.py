@@ -64,6 +64,8 @@ def test_plan_keeps_the_pipelines_time_differences():
 def test_upload_event_eagerly_to_local_gracedb(monkeypatch):
     monkeypatch.setitem(app.conf, 'task_always_eager', True)
     monkeypatch.setitem(app.conf, 'task_eager_propagates', True)
+    # A coincident MDC GRB is tested below; here only the CBC uploads.
+    monkeypatch.setitem(app.conf, 'mock_grb_coincidence_probability', 0.0)
     gpstime = 1400000000.0
     first2years.upload_event(number=0, gpstime=gpstime)
     events = gracedb.get_events('MDC 1399999999 .. 1400000001')
