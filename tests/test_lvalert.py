@@ -105,7 +105,7 @@ def test_nodes_without_handlers_are_ignored(handled, caplog):
         assert lvalert.process_message(
             'burst_cwb', load('lvalert_event_creation.json')) is None
     assert handled == []
-    assert 'no handler for node burst_cwb' in caplog.text
+    assert 'no handler for new alerts on node burst_cwb' in caplog.text
 
 
 def test_handler_registers_a_task_for_each_node(monkeypatch):
@@ -121,6 +121,39 @@ def test_handler_registers_a_task_for_each_node(monkeypatch):
     assert table.tasks('cbc_pycbc') == [cbc]
     with pytest.raises(TypeError):
         lvalert.handler()
+
+
+def test_handler_gets_only_the_alert_types_it_asks_for(handled,
+                                                        monkeypatch):
+    new_only = []
+
+    @lvalert.handler('cbc_gstlal', alert_types=('new',), shared=False,
+                     name='tests.test_lvalert.new_only')
+    def record_new(alert):
+        new_only.append(alert['alert_type'])
+
+    creation = json.loads(load('lvalert_event_creation.json'))
+    log_alert = {**creation, 'alert_type': 'log',
+                 'data': {'filename': 'psd.xml.gz'}}
+    assert lvalert.process_message('cbc_gstlal', json.dumps(log_alert))
+    assert new_only == []
+    assert [alert['alert_type'] for alert in handled] == ['log']
+    lvalert.process_message('cbc_gstlal', json.dumps(creation))
+    assert new_only == ['new']
+    assert [alert['alert_type'] for alert in handled] == ['log', 'new']
+
+
+def test_an_alert_no_handler_accepts_is_not_dispatched(handled,
+                                                       monkeypatch, caplog):
+    table = DispatchTable()
+    monkeypatch.setattr(lvalert, '_handlers', table)
+    table.register(record_alert, 'cbc_gstlal',
+                   accepts=lambda alert: alert['alert_type'] == 'log')
+    with caplog.at_level(logging.DEBUG, logger='gwcelery.tasks.lvalert'):
+        assert lvalert.process_message(
+            'cbc_gstlal', load('lvalert_event_creation.json')) is None
+    assert handled == []
+    assert 'no handler for new alerts on node cbc_gstlal' in caplog.text
 
 
 

@@ -107,6 +107,7 @@ class GraceDbServer:
         for publisher in self.publishers:
             publisher.stop()
         self.publishers = []
+        self.store.close_idle_connections()
 
     def __enter__(self):
         return self.start()

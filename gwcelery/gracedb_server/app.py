@@ -173,7 +173,7 @@ def create_app(store, write_users=None, passwords=None):
 
     @app.teardown_request
     def close_connection(exc):
-        store.close_thread_connection()
+        store.release_thread_connection()
 
     @app.errorhandler(ApiError)
     def api_error(exc):

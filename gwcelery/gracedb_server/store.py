@@ -12,6 +12,7 @@ import datetime
 import json
 import logging
 import os
+import queue
 import sqlite3
 import threading
 import time
@@ -269,6 +270,7 @@ class Store:
         self.commit_listeners = []
         self.active_transports = set()
         self._local = threading.local()
+        self._idle_connections = queue.SimpleQueue()
         with contextlib.closing(self.connect()) as db:
             db.execute('PRAGMA journal_mode=WAL')
             db.executescript(SCHEMA)
@@ -287,18 +289,34 @@ class Store:
 
     @property
     def db(self):
-        """This thread's read connection."""
+        """This thread's connection: an idle one of the pool, or a new
+        one."""
         db = getattr(self._local, 'db', None)
         if db is None:
-            db = self._local.db = self.connect()
+            try:
+                db = self._idle_connections.get_nowait()
+            except queue.Empty:
+                db = self.connect()
+            self._local.db = db
         return db
 
-    def close_thread_connection(self):
-        """Close this thread's read connection (end of a request)."""
+    def release_thread_connection(self):
+        """Give this thread's connection back to the pool (end of a
+        request): the server's threads live for one request each, and
+        opening a connection, or closing the last one (a WAL
+        checkpoint), costs more than most requests."""
         db = getattr(self._local, 'db', None)
         if db is not None:
-            db.close()
             self._local.db = None
+            self._idle_connections.put(db)
+
+    def close_idle_connections(self):
+        """Close the connections of the pool (when the server stops)."""
+        while True:
+            try:
+                self._idle_connections.get_nowait().close()
+            except queue.Empty:
+                return
 
     @contextlib.contextmanager
     def transaction(self):

@@ -47,18 +47,28 @@ log = get_task_logger(__name__)
 _handlers = DispatchTable(normalize=str)
 
 
-def handler(*nodes, **task_kwargs):
+def handler(*nodes, alert_types=None, **task_kwargs):
     """Decorator: register a function as a Celery task and as the handler
     of LVAlert messages of the given nodes.
 
     Keyword arguments go to ``app.task`` (e.g. ``queue='superevent',
-    shared=False``). The task receives the decoded alert (a dict)::
+    shared=False``), except `alert_types`: if given, the task is sent only
+    the alerts of these types (``'new'``, ``'label_added'``, ``'log'``,
+    ...), and the others cost it nothing. The task receives the decoded
+    alert (a dict)::
 
-        @lvalert.handler('cbc_gstlal', 'cbc_pycbc', 'cbc_mbtaonline')
+        @lvalert.handler('cbc_gstlal', 'cbc_pycbc', 'cbc_mbtaonline',
+                         alert_types=('new',))
         def handle_cbc(alert):
             ...
     """
-    return _handlers.handler(*nodes, **task_kwargs)
+    accepts = None
+    if alert_types is not None:
+        alert_types = frozenset(alert_types)
+
+        def accepts(alert):
+            return alert['alert_type'] in alert_types
+    return _handlers.handler(*nodes, accepts=accepts, **task_kwargs)
 
 
 def nodes_handled():
@@ -137,7 +147,8 @@ def process_message(node, text):
                       alert['alert_type'], alert['uid'], node)
         return None
     if result is None:
-        log.debug('LVAlert: no handler for node %s', node)
+        log.debug('LVAlert: no handler for %s alerts on node %s',
+                  alert['alert_type'], node)
     else:
         log.info('LVAlert: dispatched %s %s on %s', alert['alert_type'],
                  alert['uid'], node)

@@ -100,7 +100,8 @@ def _is_candidate(event):
     return far is not None and far <= app.conf.superevent_far_threshold
 
 
-@lvalert.handler(*CBC_NODES, shared=False, ignore_result=True)
+@lvalert.handler(*CBC_NODES, alert_types=('new', 'log'), shared=False,
+                 ignore_result=True)
 def handle_cbc_event(alert):
     """Annotate a CBC event: classification on ``new``, localisation once
     its PSD is uploaded (a ``log`` alert for ``psd.xml.gz``)."""
@@ -185,7 +186,8 @@ def log_on_superevent(event, message):
                              ['sky_loc'])
 
 
-@lvalert.handler(*BURST_NODES, shared=False, ignore_result=True)
+@lvalert.handler(*BURST_NODES, alert_types=('log',), shared=False,
+                 ignore_result=True)
 def handle_burst_event(alert):
     """Label a burst event SKYMAP_READY once its pipeline uploaded a FITS
     sky map."""
@@ -199,7 +201,9 @@ def handle_burst_event(alert):
 # --- per superevent -------------------------------------------------------
 
 
-@lvalert.handler(*SUPEREVENT_NODES, shared=False, ignore_result=True)
+@lvalert.handler(*SUPEREVENT_NODES,
+                 alert_types=('new', 'label_added', 'update'), shared=False,
+                 ignore_result=True)
 def handle_superevent(alert):
     """Start the preliminary alert on EM_READY; on a new superevent,
     schedule :func:`fallback_preliminary` (not in the eager mode, which

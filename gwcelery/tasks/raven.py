@@ -335,7 +335,8 @@ def record_coincidence(result, superevent_id, ext_id):
 
 
 @lvalert.handler('superevent', 'test_superevent', 'mdc_superevent',
-                 queue='exttrig', shared=False)
+                 alert_types=('new', 'update', 'log'), queue='exttrig',
+                 shared=False)
 def handle_superevent(alert):
     """Run the coincidence search for a new superevent, and again for a
     coincident one (label ``EM_COINC``) when it changes (its preferred

@@ -404,7 +404,8 @@ def _apply(event, superevent, joining, changes, preferred):
     _journal.record(superevent, changed=joining or bool(changes))
 
 
-@lvalert.handler(*NODES, queue='superevent', shared=False,
+@lvalert.handler(*NODES, alert_types=('new', 'label_added'),
+                 queue='superevent', shared=False,
                  ignore_result=True, acks_late=True,
                  reject_on_worker_lost=True,
                  autoretry_for=(gracedb.GraceDbUnavailable,),

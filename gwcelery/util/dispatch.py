@@ -27,26 +27,30 @@ class DispatchTable:
         self._normalize = normalize
         self._tasks = {}
 
-    def handler(self, *keys, **task_kwargs):
+    def handler(self, *keys, accepts=None, **task_kwargs):
         """Decorator: make the function a Celery task (``app.task`` with
-        `task_kwargs`) and the handler of each of `keys`."""
+        `task_kwargs`) and the handler of each of `keys`; see
+        :meth:`register` for `accepts`."""
         keys = [self._normalize(key) for key in keys]
         if not keys:
             raise TypeError('a handler needs at least one key')
 
-
         def decorate(function):
             task = app.task(**task_kwargs)(function)
-            self.register(task, *keys)
+            self.register(task, *keys, accepts=accepts)
             return task
         return decorate
 
-    def register(self, task, *keys):
-        """Make an existing task a handler of each of `keys` (once)."""
+    def register(self, task, *keys, accepts=None):
+        """Make an existing task a handler of each of `keys` (once).
+
+        `accepts`, if given, is a predicate on the dispatched argument:
+        the task is sent only the arguments it accepts, so that the
+        packets it would ignore cost no message and no worker time.
+        """
         for key in keys:
-            tasks = self._tasks.setdefault(self._normalize(key), [])
-            if task.name not in {known.name for known in tasks}:
-                tasks.append(task)
+            entries = self._tasks.setdefault(self._normalize(key), {})
+            entries.setdefault(task.name, (task, accepts))
 
     def keys(self):
         """The keys that have at least one handler."""
@@ -54,12 +58,19 @@ class DispatchTable:
 
     def tasks(self, key):
         """The handler tasks of `key` (a new list)."""
-        return list(self._tasks.get(self._normalize(key), ()))
+        return [task for task, _ in
+                self._tasks.get(self._normalize(key), {}).values()]
+
+    def accepting(self, key, argument):
+        """The handler tasks of `key` that accept `argument`."""
+        return [task for task, accepts in
+                self._tasks.get(self._normalize(key), {}).values()
+                if accepts is None or accepts(argument)]
 
     def dispatch(self, key, argument):
-        """Send `argument` to every handler of `key` as a group; return the
-        group's result, or ``None`` if `key` has no handler."""
-        tasks = self.tasks(key)
+        """Send `argument` to every handler of `key` that accepts it, as a
+        group; return the group's result, or ``None`` if there is none."""
+        tasks = self.accepting(key, argument)
         if not tasks:
             return None
         return group(task.s(argument) for task in tasks).apply_async()

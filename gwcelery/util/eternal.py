@@ -43,6 +43,7 @@ that it runs, by as many processes as ordinary tasks need.
 
 import ctypes
 import logging
+import math
 import os
 import signal
 import threading
@@ -146,6 +147,8 @@ class _Renewer(threading.Thread):
         self.owner = owner
         self.ttl = ttl
         self.lost = threading.Event()
+        self.aborted = False
+        self.next_abort_check = -math.inf
         self._stop_event = threading.Event()
 
     def run(self):
@@ -258,11 +261,23 @@ class EternalTask(celery_eternal.EternalTask):
 
     def is_aborted(self, **kwargs):
         """Whether this copy must stop: aborted (warm shutdown of its
-        worker, or an explicit abort), or its lock was lost."""
+        worker, or an explicit abort), or its lock was lost.
+
+        A running copy asks the result backend at most once per
+        :data:`POLL_INTERVAL`: listeners call this between packets, and
+        a round trip to Redis per packet would cost them more than the
+        packet.
+        """
         renewer = self._renewer
-        if renewer is not None and renewer.lost.is_set():
+        if renewer is None or kwargs:
+            return super().is_aborted(**kwargs)
+        if renewer.lost.is_set() or renewer.aborted:
             return True
-        return super().is_aborted(**kwargs)
+        now = time.monotonic()
+        if now >= renewer.next_abort_check:
+            renewer.aborted = super().is_aborted()
+            renewer.next_abort_check = now + POLL_INTERVAL
+        return renewer.aborted
 
     def _finish(self, task_id, args, kwargs):
         if getattr(self.request, 'duplicate', False):
