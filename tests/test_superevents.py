@@ -1,6 +1,7 @@
 """Unit tests of the superevent manager's decisions, on GraceDB's shapes."""
 
 import copy
+import datetime
 import json
 import os
 
@@ -429,6 +430,46 @@ def test_journal_trusts_no_snapshot_before_an_alert_shows_its_change():
     # an alert made after it
     journal.saw(alert_showing(s1, alert_type='new'))
     assert journal.candidates(event) == [s1]
+
+
+def created_alert(created):
+    return {'alert_type': 'new', 'uid': 'G99',
+            'object': {'graceid': 'G99', 'created': created}}
+
+
+def test_journal_trusts_snapshots_of_events_created_after_its_start(
+        monkeypatch):
+    start = datetime.datetime(2026, 11, 23, 4, 0, 0,
+                              tzinfo=datetime.timezone.utc).timestamp()
+    monkeypatch.setattr(superevents.time, 'time', lambda: start)
+    journal = superevents.Journal()
+    # Created in the same second, or in the next: the clocks may differ.
+    journal.saw(created_alert('2026-11-23 04:00:00 UTC'))
+    journal.saw(created_alert('2026-11-23 04:00:01 UTC'))
+    journal.saw({**created_alert(None), 'object': {'graceid': 'G99'}})
+    journal.saw(created_alert('not a time'))
+    assert not journal.warm
+    journal.saw(created_alert('2026-11-23 04:00:02 UTC'))
+    assert journal.warm
+    # After a failed change, only what is created after it counts.
+    monkeypatch.setattr(superevents.time, 'time', lambda: start + 60)
+    journal.forget()
+    journal.saw(created_alert('2026-11-23 04:00:02 UTC'))
+    assert not journal.warm
+    journal.saw(created_alert('2026-11-23 04:01:02 UTC'))
+    assert journal.warm
+
+
+def test_journal_starts_with_its_first_alert_not_its_creation(monkeypatch):
+    """A prefork parent imports the module long before a child (maybe a
+    replacement of one that died half-way) gets its first task."""
+    now = [datetime.datetime(2026, 11, 23, 4, 0, 0,
+                             tzinfo=datetime.timezone.utc).timestamp()]
+    monkeypatch.setattr(superevents.time, 'time', lambda: now[0])
+    journal = superevents.Journal()
+    now[0] += 3600
+    journal.saw(created_alert('2026-11-23 04:30:00 UTC'))
+    assert not journal.warm
 
 
 def test_journal_is_not_warmed_by_a_superevent_it_only_read():

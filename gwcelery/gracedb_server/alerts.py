@@ -7,7 +7,9 @@ an alert is never published before its change is committed, survives a
 restart of the server, and is retried while the transport is down.
 
 Transports implement ``name`` (a stable identifier used as the cursor
-key), ``publish(node, message)`` (raise on failure) and ``close()``:
+key), ``publish(node, message)`` (raise on failure) and ``close()``, and
+may implement ``publish_many([(node, message), ...])`` to send a batch at
+once:
 
 * :class:`RedisTransport`: Redis pub/sub, channel ``prefix + node``, the
   message being the JSON text;
@@ -45,6 +47,13 @@ class RedisTransport:
 
     def publish(self, node, message):
         self.client.publish(self.prefix + node, message)
+
+    def publish_many(self, items):
+        """Publish ``(node, message)`` pairs in one round trip."""
+        pipeline = self.client.pipeline(transaction=False)
+        for node, message in items:
+            pipeline.publish(self.prefix + node, message)
+        pipeline.execute()
 
     def close(self):
         self.client.close()
@@ -203,25 +212,36 @@ class Publisher:
                 self.wakeup.wait(1.0)
                 continue
             self.idle.clear()
-            for row in rows:
-                while not self.stopping.is_set():
-                    try:
-                        self.transport.publish(row['node'], row['message'])
-                    except Exception:
-                        log.exception('Publishing alert %d to %s over %s '
-                                      'failed; retrying in %.1f s',
-                                      row['id'], row['node'],
-                                      self.transport.name, backoff)
-                        self.stopping.wait(backoff)
-                        backoff = min(2 * backoff, self.max_backoff)
-                    else:
-                        backoff = 0.1
-                        self.cursor = row['id']
-                        self.store.advance_alert_cursor(
-                            self.db, self.transport.name, self.cursor)
-                        break
-                if self.stopping.is_set():
-                    break
+            published = self.cursor
+            try:
+                self._publish(rows)
+            except Exception:
+                log.exception('Publishing alerts after %d over %s failed; '
+                              'retrying in %.1f s', self.cursor,
+                              self.transport.name, backoff)
+                self.stopping.wait(backoff)
+                backoff = min(2 * backoff, self.max_backoff)
+            else:
+                backoff = 0.1
+            if self.cursor != published:
+                # Once per batch: a crash of the server may publish again
+                # what it published since (at least once, never lost).
+                self.store.advance_alert_cursor(
+                    self.db, self.transport.name, self.cursor)
+
+    def _publish(self, rows):
+        """Publish rows in order, moving :attr:`cursor` past each one
+        published."""
+        publish_many = getattr(self.transport, 'publish_many', None)
+        if publish_many is not None:
+            publish_many([(row['node'], row['message']) for row in rows])
+            self.cursor = rows[-1]['id']
+            return
+        for row in rows:
+            if self.stopping.is_set():
+                return
+            self.transport.publish(row['node'], row['message'])
+            self.cursor = row['id']
 
     def flush(self, timeout=10):
         """Wait until every committed alert has been published."""

@@ -18,7 +18,9 @@ changes nothing the second time.
 """
 
 import collections
+import datetime
 import math
+import time
 
 from celery.utils.log import get_task_logger
 
@@ -276,15 +278,23 @@ class Journal:
     :func:`handle`).
 
     A process that just started does not know what its predecessor
-    changed, so it trusts no snapshot until an alert shows one of its own
-    changes (:meth:`saw`): that alert, and every alert after it, was made
-    after the change, hence after anything the predecessor did.
+    changed, so it trusts no snapshot until it sees (:meth:`saw`) an alert
+    of an event created after its start (by more than
+    :attr:`clock_margin`), or one that shows one of its own changes: that
+    alert, and every alert after it, was made after anything the
+    predecessor did.
     """
+
+    #: Seconds by which an event's creation must follow the start of this
+    #: process for its snapshot to be trusted: GraceDB gives creation
+    #: times to the second, and its clock may be a little off ours.
+    clock_margin = 2.0
 
     def __init__(self, size=200):
         self.size = size
         self.superevents = collections.OrderedDict()
         self.warm = False
+        self.started = None
         self.unconfirmed = collections.deque(maxlen=size)
 
     @staticmethod
@@ -310,10 +320,21 @@ class Journal:
         self.superevents.clear()
         self.unconfirmed.clear()
         self.warm = False
+        self.started = time.time()
 
     def saw(self, alert):
         """Take note of an alert received by the handler."""
         if self.warm:
+            return
+        if self.started is None:
+            # The first task of this process (not the import, which a
+            # prefork parent does before forking each of its children).
+            self.started = time.time()
+        created = _creation_time(alert['object'])
+        if (created is not None
+                and created >= self.started + self.clock_margin):
+            self.warm = True
+            self.unconfirmed.clear()
             return
         neighbours = alert['object'].get('superevent_neighbours') or {}
         if any(superevent_id in neighbours
@@ -344,6 +365,17 @@ class Journal:
                 candidates.pop(superevent_id, None)
         return [superevent for superevent in candidates.values()
                 if start <= superevent['t_0'] <= end]
+
+
+def _creation_time(obj):
+    """Unix time of GraceDB's ``created`` field of an object (``None`` if
+    missing or unreadable)."""
+    try:
+        return datetime.datetime.strptime(
+            obj['created'], '%Y-%m-%d %H:%M:%S %Z').replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 _journal = Journal()
