@@ -257,7 +257,7 @@ def main():
                         'many events per second (default: as fast as the '
                         'server takes them)')
     parser.add_argument('--pool', choices=('prefork', 'solo'),
-                        default='prefork', help='execution pool of the '
+                        default='solo', help='execution pool of the '
                         'superevent worker (concurrency 1 either way)')
     parser.add_argument('--seed', type=int, default=1)
     parser.add_argument('--workdir', help='directory for the data and logs '

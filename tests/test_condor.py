@@ -114,6 +114,9 @@ def test_submit_file_worker_arguments():
         assert ctx.params['logfile'] == f'/srv/gwcelery/log/{name}.log'
         expected = {'celery': 10}.get(name, 1)
         assert ctx.params['concurrency'] == expected
+        pool = ctx.params['pool'].__module__.rsplit('.', 1)[-1]
+        assert pool == ('solo' if name in ('superevent', 'exttrig')
+                        else 'prefork')
     assert jobs['openmp']['request_cpus'] == '6'
     assert jobs['celery']['request_cpus'] == '2'
     for name in ('beat', 'flower', 'superevent', 'exttrig'):

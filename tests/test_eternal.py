@@ -2,6 +2,7 @@
 in-process: ownership, expiry and renewal, duplicates, and the release by
 the worker's signals."""
 
+import itertools
 import logging
 import time
 from types import SimpleNamespace
@@ -139,3 +140,38 @@ def test_backoff_doubles_up_to_a_limit_and_resets():
     assert [backoff.next() for _ in range(5)] == [1, 2, 4, 5, 5]
     backoff.reset()
     assert backoff.next() == 1
+
+
+@app.task(base=EternalTask, bind=True, shared=False,
+          name='tests.test_eternal.poller')
+def poller(self):
+    """Ask whether aborted until it is; return how often it asked."""
+    calls = 0
+    while not self.is_aborted():
+        calls += 1
+        if calls == 1000:
+            AbortableAsyncResult(self.request.id, app=app).abort()
+    return calls
+
+
+@pytest.mark.usefixtures('broker_app')
+def test_a_running_copy_asks_the_backend_about_aborts_once_a_second(
+        monkeypatch):
+    queries = []
+    original = AbortableAsyncResult.is_aborted
+
+    def counted(result):
+        queries.append(time.monotonic())
+        return original(result)
+
+    monkeypatch.setattr(AbortableAsyncResult, 'is_aborted', counted)
+    started = time.monotonic()
+    calls = poller.apply(task_id='the-poller').get()
+    elapsed = time.monotonic() - started
+    # The last query is the end-of-run check, outside the loop.
+    in_loop = queries[:-1]
+    assert calls >= 1000
+    assert elapsed < 3
+    assert 2 <= len(in_loop) <= 2 + elapsed  # the abort came after 1000
+    assert all(later - earlier >= 0.99
+               for earlier, later in itertools.pairwise(in_loop))

@@ -25,12 +25,15 @@ CONFIG_MODULE = 'gwcelery_local_config'
 
 #: Worker processes of a full deployment: (name, queue, extra arguments).
 #: The general worker runs the three eternal listeners, each holding a pool
-#: process for ever, so it needs more than three.
+#: process for ever, so it needs more than three. The serial workers run
+#: their tasks in the worker process itself (``--pool solo``): handing
+#: each task to a pool process would cost the superevent manager a third
+#: of its time per event.
 WORKERS = (
     ('celery', 'celery', ['--concurrency', '6']),
     ('openmp', 'openmp', ['--concurrency', '1']),
-    ('superevent', 'superevent', ['--concurrency', '1']),
-    ('exttrig', 'exttrig', ['--concurrency', '1']),
+    ('superevent', 'superevent', ['--pool', 'solo', '--concurrency', '1']),
+    ('exttrig', 'exttrig', ['--pool', 'solo', '--concurrency', '1']),
 )
 
 HOST = '127.0.0.1'
