@@ -3,8 +3,8 @@ node) to the Celery tasks that handle it.
 
 The listeners (:mod:`gwcelery.tasks.gcn`, :mod:`gwcelery.tasks.lvalert`)
 each own one table; their ``handler`` decorators register into it, and a
-received packet is handed to all the tasks of its key at once, as a Celery
-group.
+received packet is handed to all the tasks of its key that accept it at
+once, as a Celery group.
 """
 
 from celery import group
