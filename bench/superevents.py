@@ -2,8 +2,9 @@
 
 Starts a private Redis, ``gwcelery gracedb-server`` (alerts over Redis
 pub/sub), a worker running the LVAlert listener and the serial superevent
-worker (``-Q superevent -c 1``). Then uploads ``--events`` candidates in
-clusters of 1 to ``--max-cluster`` events from distinct searches (gstlal,
+worker (``-Q superevent --pool solo``, as deployed). Then uploads
+``--events`` candidates in clusters of 1 to ``--max-cluster`` events from
+distinct searches (gstlal,
 PyCBC, MBTA, SPIIR as CBC ``coinc.xml`` uploads; cWB, oLIB as JSON), each
 cluster 300 s after the previous one, as fast as the server takes them
 (``--uploaders`` client threads).
@@ -21,7 +22,11 @@ handlers of the same nodes (the orchestrator's) are queued but not run:
 only the superevent path is measured.
 
     python bench/superevents.py [--events 1000] [--format coinc|json]
-        [--rate EVENTS_PER_SECOND] [--pool prefork|solo]
+        [--rate EVENTS_PER_SECOND] [--pool solo|prefork]
+
+Unpaced, the server takes uploads faster than the two-core machine can
+carry them through the whole path, so the queue, hence the latency, grows
+until the uploads end; ``--rate`` finds the rate that it sustains.
 """
 
 import argparse
