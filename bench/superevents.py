@@ -4,10 +4,9 @@ Starts a private Redis, ``gwcelery gracedb-server`` (alerts over Redis
 pub/sub), a worker running the LVAlert listener and the serial superevent
 worker (``-Q superevent --pool solo``, as deployed). Then uploads
 ``--events`` candidates in clusters of 1 to ``--max-cluster`` events from
-distinct searches (gstlal,
-PyCBC, MBTA, SPIIR as CBC ``coinc.xml`` uploads; cWB, oLIB as JSON), each
-cluster 300 s after the previous one, as fast as the server takes them
-(``--uploaders`` client threads).
+distinct searches (gstlal, PyCBC, MBTA, SPIIR as CBC ``coinc.xml``
+uploads; cWB, oLIB as JSON), each cluster 300 s after the previous one, as
+fast as the server takes them (``--uploaders`` client threads).
 
 An event counts as handled when the server publishes its
 ``added_to_superevent`` alert. Prints the upload rate, the sustained rate
