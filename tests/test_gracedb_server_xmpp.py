@@ -12,6 +12,7 @@ from gracedb_sdk import Client
 
 from gwcelery.gracedb_server import GraceDbServer
 from gwcelery.gracedb_server.alerts import XMPPTransport
+from gwcelery.util.event_loop import close_event_loop
 
 from .conftest import SHARED_DATA
 
@@ -50,14 +51,7 @@ class Receiver:
         try:
             self.client.start()
         finally:
-            # Finish the client's tasks before the loop goes, so that its
-            # destructor does not touch a closed loop.
-            pending = asyncio.all_tasks(self.loop)
-            for task in pending:
-                task.cancel()
-            self.loop.run_until_complete(
-                asyncio.gather(*pending, return_exceptions=True))
-            self.loop.close()
+            close_event_loop(self.loop)
 
     def wait_for(self, count, timeout=20):
         deadline = time.monotonic() + timeout

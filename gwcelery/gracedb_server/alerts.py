@@ -27,6 +27,8 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 
+from ..util.event_loop import close_event_loop
+
 log = logging.getLogger(__name__)
 
 #: Namespace of the ``<entry>`` payload element of LVAlert items.
@@ -138,12 +140,7 @@ class XMPPTransport:
         try:
             self.loop.run_forever()
         finally:
-            pending = asyncio.all_tasks(self.loop)
-            for task in pending:
-                task.cancel()
-            self.loop.run_until_complete(
-                asyncio.gather(*pending, return_exceptions=True))
-            self.loop.close()
+            close_event_loop(self.loop)
 
     async def _publish(self, node, message):
         pubsub = self.client.plugin['xep_0060']

@@ -38,6 +38,7 @@ from ..util.eternal import (
     EternalTask,
     wait_unless_aborted,
 )
+from ..util.event_loop import close_event_loop
 
 __all__ = ('handler', 'listen', 'process_message', 'is_ours',
            'nodes_handled')
@@ -320,13 +321,7 @@ def _listen_xmpp(task, nodes):
             session = _XMPPSession(task, nodes, client, loop)
             loop.run_until_complete(session.run())
         finally:
-            pending = asyncio.all_tasks(loop)
-            for pending_task in pending:
-                pending_task.cancel()
-            loop.run_until_complete(
-                asyncio.gather(*pending, return_exceptions=True))
-            asyncio.set_event_loop(None)
-            loop.close()
+            close_event_loop(loop)
 
 
 @app.task(base=EternalTask, bind=True, shared=False)
