@@ -159,10 +159,8 @@ def _coinc_content_handler():
         def startStream(self, parent, attrs):
             if parent.tagName == ligolw.Table.tagName:
                 del parent._verifyChildren
-                columns = parent.getElementsByTagName(ligolw.Column.tagName)
-                if columns:
-                    parent._verifyChildren(
-                        parent.childNodes.index(columns[-1]))
+                if parent.childNodes:  # the last column
+                    parent._verifyChildren(len(parent.childNodes) - 1)
             return super().startStream(parent, attrs)
 
     return ContentHandler
