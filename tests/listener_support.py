@@ -2,6 +2,8 @@
 and finding the running eternal tasks (Beat: ``tests/fixtures/beat.py``)."""
 
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -25,6 +27,31 @@ def free_port(host='127.0.0.1'):
 #: Redis list where the tests' pygcn client processes record the VOEvents
 #: they receive.
 PYGCN_CLIENT_KEY = 'test:pygcn-client:received'
+
+_PYGCN_CLIENT = '''
+import logging, sys
+import gcn, redis
+port, url, key, logfile = sys.argv[1:]
+if logfile:
+    logging.basicConfig(filename=logfile, level=logging.DEBUG)
+client = redis.Redis.from_url(url)
+gcn.listen(host='127.0.0.1', port=int(port), iamalive_timeout=30,
+           handler=lambda payload, root: client.rpush(key, payload))
+'''
+
+
+def start_pygcn_client(port, redis_url, logfile=None):
+    """Start a process that receives VOEvents with pygcn from
+    ``127.0.0.1:port`` and records them in :data:`PYGCN_CLIENT_KEY` (see
+    :func:`pygcn_received`); pygcn's log goes to `logfile` if given."""
+    return subprocess.Popen(
+        [sys.executable, '-c', _PYGCN_CLIENT, str(port), redis_url,
+         PYGCN_CLIENT_KEY, str(logfile or '')])
+
+
+def pygcn_received(redis_url):
+    """The VOEvents that the clients of :func:`start_pygcn_client` got."""
+    return redis_list(redis_url, PYGCN_CLIENT_KEY)
 
 
 def redis_list(redis_url, key):

@@ -3,8 +3,6 @@ client as GCN's receiver."""
 
 import os
 import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -13,28 +11,15 @@ from gwcelery.tasks import gcn
 
 from .conftest import SHARED_DATA
 from .listener_support import (
-    PYGCN_CLIENT_KEY,
     WORKER_ARGS,
     listener_settings,
-    redis_list,
+    pygcn_received,
     running,
+    start_pygcn_client,
     wait_for,
 )
 
 pytestmark = pytest.mark.integration
-
-CLIENT_KEY = PYGCN_CLIENT_KEY
-
-PYGCN_CLIENT = '''
-import logging, sys
-import gcn, redis
-port, url, key, logfile = sys.argv[1:]
-logging.basicConfig(filename=logfile, level=logging.DEBUG)
-client = redis.Redis.from_url(url)
-gcn.listen(host='127.0.0.1', port=int(port), iamalive_timeout=30,
-           handler=lambda payload, root: client.rpush(key, payload))
-'''
-
 
 def voevent(number):
     """A distinct VOEvent: a sample notice with its own IVORN."""
@@ -42,10 +27,6 @@ def voevent(number):
         payload = f.read()
     return payload.replace(b'Event2018-09-18T16:00:01.00_1000194-580',
                            b'Test-%d' % number)
-
-
-def received(redis_url):
-    return redis_list(redis_url, CLIENT_KEY)
 
 
 def refused(port, source):
@@ -74,18 +55,16 @@ def test_broker_sends_everything_in_order_to_pygcn_only_to_allowed_hosts(
         gcn.send.delay(payload).get(timeout=30)
 
     client_log = tmp_path / 'pygcn-client.log'
-    client = subprocess.Popen(
-        [sys.executable, '-c', PYGCN_CLIENT, str(port), redis_url,
-         CLIENT_KEY, str(client_log)])
+    client = start_pygcn_client(port, redis_url, client_log)
     try:
-        wait_for(lambda: len(received(redis_url)) >= 3, 30,
+        wait_for(lambda: len(pygcn_received(redis_url)) >= 3, 30,
                  message='the queued VOEvents')
         # Queued while the client is connected.
         for payload in payloads[3:6]:
             gcn.send.delay(payload).get(timeout=30)
-        wait_for(lambda: len(received(redis_url)) >= 6, 30,
+        wait_for(lambda: len(pygcn_received(redis_url)) >= 6, 30,
                  message='the new VOEvents')
-        assert received(redis_url) == payloads[:6]
+        assert pygcn_received(redis_url) == payloads[:6]
 
         # Keep-alive: the broker's iamalive, answered by pygcn.
         wait_for(lambda: 'sent iamalive response' in client_log.read_text(),
@@ -108,10 +87,10 @@ def test_broker_sends_everything_in_order_to_pygcn_only_to_allowed_hosts(
         print(f'broker restarted {time.monotonic() - start:.1f} s after '
               f'the revoke')
         assert restarted
-        wait_for(lambda: len(received(redis_url)) >= 7, 60,
+        wait_for(lambda: len(pygcn_received(redis_url)) >= 7, 60,
                  message='the VOEvent queued during the restart')
         time.sleep(1)
-        assert received(redis_url) == payloads
+        assert pygcn_received(redis_url) == payloads
     finally:
         client.terminate()
         client.wait()

@@ -6,8 +6,6 @@ the VOEvent broker, the real BAYESTAR, and pygcn's own client connected to
 the broker as GCN's receiver would be.
 """
 
-import subprocess
-import sys
 import time
 
 import lxml.etree
@@ -18,25 +16,14 @@ from gwcelery import app, voevent
 from gwcelery.tasks import gracedb
 
 from .listener_support import (
-    PYGCN_CLIENT_KEY,
     listener_settings,
-    redis_list,
+    pygcn_received,
     running,
+    start_pygcn_client,
     wait_for,
 )
 
 pytestmark = pytest.mark.integration
-
-CLIENT_KEY = PYGCN_CLIENT_KEY
-
-PYGCN_CLIENT = '''
-import sys
-import gcn, redis
-port, url, key = sys.argv[1:]
-client = redis.Redis.from_url(url)
-gcn.listen(host='127.0.0.1', port=int(port), iamalive_timeout=30,
-           handler=lambda payload, root: client.rpush(key, payload))
-'''
 
 #: Bound on the time from upload to VOEvent at the client: BAYESTAR takes
 #: 20-30 s on two idle cores; the rest of the pipeline about a second.
@@ -44,10 +31,6 @@ ALERT_TIMEOUT = 240
 
 #: The workers' superevent_clean_up_timeout (s).
 CLEAN_UP_TIMEOUT = 5.0
-
-
-def received(redis_url):
-    return redis_list(redis_url, CLIENT_KEY)
 
 
 def subscribed(redis_url, node):
@@ -89,16 +72,14 @@ def test_cbc_upload_to_gcn_client(gracedb_server, gracedb_settings,
              and subscribed(redis_url, 'superevent'), 30,
              message='the LVAlert listener to subscribe')
 
-    client = subprocess.Popen(
-        [sys.executable, '-c', PYGCN_CLIENT,
-         str(settings['gcn_bind_port']), redis_url, CLIENT_KEY])
+    client = start_pygcn_client(settings['gcn_bind_port'], redis_url)
     try:
         start = time.monotonic()
         event = gracedb.create_event(coinc_bytes, 'AllSky', 'gstlal', 'CBC',
                                      filename='coinc.xml')
         gracedb.upload(psd_bytes, 'psd.xml.gz', event['graceid'], 'PSD',
                        ['psd'])
-        payload, = wait_for(lambda: received(redis_url), ALERT_TIMEOUT,
+        payload, = wait_for(lambda: pygcn_received(redis_url), ALERT_TIMEOUT,
                             interval=0.2, message='the VOEvent at the client')
         print(f'upload to VOEvent at the client: '
               f'{time.monotonic() - start:.1f} s')
@@ -133,7 +114,7 @@ def test_cbc_upload_to_gcn_client(gracedb_server, gracedb_settings,
         # After the clean-up timeout, with the same preferred event, no
         # second notice.
         time.sleep(CLEAN_UP_TIMEOUT + 3)
-        assert received(redis_url) == [payload]
+        assert pygcn_received(redis_url) == [payload]
         assert len(gracedb.get_voevents(superevent_id)) == 1
     finally:
         client.terminate()
