@@ -25,8 +25,8 @@ import time
 
 from gracedb_sdk import Client
 
-COINC = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir,
-                     'shared', 'data', 'gracedb', 'coinc.xml')
+COINC = os.path.join(os.path.dirname(__file__), os.pardir, 'tests', 'data',
+                     'gracedb', 'coinc.xml')
 
 
 def free_port():

@@ -16,9 +16,9 @@ from gwcelery.util.redis_server import RedisServer
 pytest_plugins = ['tests.fixtures.orchestrator', 'tests.fixtures.gracedb',
                   'tests.fixtures.xmpp', 'tests.fixtures.beat']
 
-#: Directory of the reference data shared beside the project.
-SHARED_DATA = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir,
-                           'shared', 'data')
+#: Directory of the real payloads the tests read (GCN notices in ``gcn/``,
+#: GraceDB uploads and alert messages in ``gracedb/``).
+DATA_DIR = os.path.join(os.path.dirname(__file__), 'data')
 
 
 @pytest.fixture(scope='session')

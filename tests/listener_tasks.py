@@ -16,7 +16,7 @@ from gwcelery.tasks import gcn, lvalert
 GCN_KEY = 'test:gcn:received'
 LVALERT_KEY = 'test:lvalert:received'
 
-#: The notice types of the samples in ``shared/data/gcn``.
+#: The notice types of the samples in ``tests/data/gcn``.
 NOTICE_TYPES = (gcn.NoticeType.FERMI_GBM_ALERT,
                 gcn.NoticeType.FERMI_GBM_FLT_POS,
                 gcn.NoticeType.FERMI_GBM_FIN_POS,

@@ -1,8 +1,8 @@
 """Event files for the superevent tests and benchmark.
 
-CBC candidates are copies of the shared ``coinc.xml`` with their time, FAR
-and SNR changed; cWB candidates are the JSON documents the local GraceDB
-server reads for any pipeline.
+CBC candidates are copies of the real ``coinc.xml`` (``tests/data/gracedb``)
+with their time, FAR and SNR changed; cWB candidates are the JSON documents
+the local GraceDB server reads for any pipeline.
 """
 
 import functools
@@ -14,13 +14,13 @@ from igwn_ligolw import ligolw, lsctables, utils
 from lal import LIGOTimeGPS
 from ligo.skymap.util import ilwd
 
-COINC_XML = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir,
-                         'shared', 'data', 'gracedb', 'coinc.xml')
+COINC_XML = os.path.join(os.path.dirname(__file__), 'data', 'gracedb',
+                         'coinc.xml')
 
 
 @ilwd.use_in
 class _ContentHandler(ligolw.LIGOLWContentHandler):
-    """Reads the old ``ilwd:char`` ids of the shared coinc.xml."""
+    """Reads the old ``ilwd:char`` ids of the real coinc.xml."""
 
 
 @functools.cache

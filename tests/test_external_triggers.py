@@ -13,7 +13,7 @@ import pytest
 from gwcelery import app
 from gwcelery.tasks import external_skymaps, external_triggers, gracedb, raven
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 from .test_external_triggers_parse import EXPECTED
 
 pytestmark = pytest.mark.integration  # a Redis server and a GraceDB server
@@ -25,7 +25,7 @@ SNEWS_RATE = 1 / (100 * YEAR)
 
 
 def read(name):
-    with open(os.path.join(SHARED_DATA, 'gcn', name), 'rb') as f:
+    with open(os.path.join(DATA_DIR, 'gcn', name), 'rb') as f:
         return f.read()
 
 

@@ -15,15 +15,15 @@ from astropy.time import Time
 from gwcelery import app
 from gwcelery.tasks import gcn, gracedb, lvalert
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 from .listener_support import free_port, wait_for
 from .superevent_uploads import coinc_xml
 from .test_external_triggers import GRB_RATE, modified, read
 
 pytestmark = pytest.mark.integration
 
-SAMPLES = sorted(os.path.join(SHARED_DATA, 'gcn', name)
-                 for name in os.listdir(os.path.join(SHARED_DATA, 'gcn'))
+SAMPLES = sorted(os.path.join(DATA_DIR, 'gcn', name)
+                 for name in os.listdir(os.path.join(DATA_DIR, 'gcn'))
                  if name.endswith('.xml'))
 
 # (pipeline, search, trigger id): (labels, sky map file or None)

@@ -7,9 +7,9 @@ import pytest
 from gwcelery.util import gcn_notices
 from gwcelery.util.gcn_notices import NoticeError
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 
-GCN_DATA = os.path.join(SHARED_DATA, 'gcn')
+GCN_DATA = os.path.join(DATA_DIR, 'gcn')
 
 
 def read(name):

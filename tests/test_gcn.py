@@ -16,9 +16,9 @@ from gwcelery.tasks import gcn as gcn_tasks
 from gwcelery.util import voevent_transport as vtp
 from gwcelery.util.dispatch import DispatchTable
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 
-SAMPLES = sorted(glob.glob(os.path.join(SHARED_DATA, 'gcn', '*.xml')))
+SAMPLES = sorted(glob.glob(os.path.join(DATA_DIR, 'gcn', '*.xml')))
 CLIENT_IVORN = 'ivo://test/client'
 
 
@@ -72,7 +72,7 @@ def test_iamalive_is_answered(handled):
     assert handled == []
 
 
-GOOD = read(os.path.join(SHARED_DATA, 'gcn', 'fermi_grb_gcn.xml'))
+GOOD = read(os.path.join(DATA_DIR, 'gcn', 'fermi_grb_gcn.xml'))
 
 
 @pytest.mark.parametrize('payload,reason,acked', [

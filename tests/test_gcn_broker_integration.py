@@ -9,7 +9,7 @@ import pytest
 
 from gwcelery.tasks import gcn
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 from .listener_support import (
     WORKER_ARGS,
     listener_settings,
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 def voevent(number):
     """A distinct VOEvent: a sample notice with its own IVORN."""
-    with open(os.path.join(SHARED_DATA, 'gcn', 'snews_gcn.xml'), 'rb') as f:
+    with open(os.path.join(DATA_DIR, 'gcn', 'snews_gcn.xml'), 'rb') as f:
         payload = f.read()
     return payload.replace(b'Event2018-09-18T16:00:01.00_1000194-580',
                            b'Test-%d' % number)

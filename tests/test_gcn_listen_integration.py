@@ -17,7 +17,7 @@ import redis
 
 from gwcelery.util import voevent_transport as vtp
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 from .listener_support import (
     WORKER_ARGS,
     active_eternal,
@@ -30,7 +30,7 @@ from .listener_tasks import GCN_KEY
 
 pytestmark = pytest.mark.integration
 
-SAMPLES = sorted(glob.glob(os.path.join(SHARED_DATA, 'gcn', '*.xml')))
+SAMPLES = sorted(glob.glob(os.path.join(DATA_DIR, 'gcn', '*.xml')))
 
 
 def received(redis_url):

@@ -25,10 +25,10 @@ from ligo.gracedb.rest import GraceDb
 from gwcelery.gracedb_server import GraceDbServer
 from gwcelery.gracedb_server.alerts import RedisTransport
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 
-COINC = os.path.join(SHARED_DATA, 'gracedb', 'coinc.xml')
-PSD = os.path.join(SHARED_DATA, 'gracedb', 'psd.xml.gz')
+COINC = os.path.join(DATA_DIR, 'gracedb', 'coinc.xml')
+PSD = os.path.join(DATA_DIR, 'gracedb', 'psd.xml.gz')
 PNG = (b'\x89PNG\r\n\x1a\n' + os.urandom(64))  # bytes that must round-trip
 
 

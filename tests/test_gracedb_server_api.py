@@ -15,10 +15,10 @@ from ligo.gracedb.rest import GraceDb
 from gwcelery.gracedb_server import GraceDbServer
 from gwcelery.gracedb_server.identifiers import utc_to_gps
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 
-COINC = os.path.join(SHARED_DATA, 'gracedb', 'coinc.xml')
-GCN = os.path.join(SHARED_DATA, 'gcn')
+COINC = os.path.join(DATA_DIR, 'gracedb', 'coinc.xml')
+GCN = os.path.join(DATA_DIR, 'gcn')
 
 
 def read(path):

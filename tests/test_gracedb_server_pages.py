@@ -14,7 +14,7 @@ import pytest
 from gracedb_sdk import Client
 
 from .browser import dump_dom, screenshot
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -44,7 +44,7 @@ def table_rows(dom, table_id):
 def populated(gracedb_server):
     """A superevent of two events, a label and an uploaded PNG sky map."""
     client = Client(gracedb_server.url, force_noauth=True)
-    with open(os.path.join(SHARED_DATA, 'gracedb', 'coinc.xml'), 'rb') as f:
+    with open(os.path.join(DATA_DIR, 'gracedb', 'coinc.xml'), 'rb') as f:
         coinc = f.read()
     events = [client.events.create(
         filename='coinc.xml', filecontents=coinc, group='CBC',

@@ -9,9 +9,9 @@ from ligo.skymap.util import ilwd
 
 from gwcelery.gracedb_server import parsers
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 
-COINC = os.path.join(SHARED_DATA, 'gracedb', 'coinc.xml')
+COINC = os.path.join(DATA_DIR, 'gracedb', 'coinc.xml')
 SNGL_COLUMN = '<Column Type="lstring" Name="sngl_inspiral:ifo"/>'
 
 

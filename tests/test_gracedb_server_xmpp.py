@@ -14,7 +14,7 @@ from gwcelery.gracedb_server import GraceDbServer
 from gwcelery.gracedb_server.alerts import XMPPTransport
 from gwcelery.util.event_loop import close_event_loop
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -75,7 +75,7 @@ def test_alerts_over_xmpp(tmp_path, xmpp_server):
         with GraceDbServer(str(tmp_path / 'gracedb'), port=0,
                            transports=[transport]) as server:
             client = Client(server.url, force_noauth=True)
-            with open(os.path.join(SHARED_DATA, 'gracedb', 'coinc.xml'),
+            with open(os.path.join(DATA_DIR, 'gracedb', 'coinc.xml'),
                       'rb') as f:
                 event = client.events.create(
                     filename='coinc.xml', filecontents=f.read(),

@@ -13,7 +13,7 @@ from gwcelery import app
 from gwcelery.tasks import lvalert
 from gwcelery.util.dispatch import DispatchTable
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 from .listener_support import wait_for
 
 RECEIVED = []
@@ -42,7 +42,7 @@ def handled(monkeypatch):
 
 
 def load(name):
-    with open(os.path.join(SHARED_DATA, 'gracedb', name)) as f:
+    with open(os.path.join(DATA_DIR, 'gracedb', name)) as f:
         return f.read()
 
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 from gracedb_sdk import Client
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 from .listener_support import WORKER_ARGS, listener_settings, running, wait_for
 from .listener_tasks import LVALERT_KEY, NODES
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 def load(name):
-    with open(os.path.join(SHARED_DATA, 'gracedb', name), 'rb') as f:
+    with open(os.path.join(DATA_DIR, 'gracedb', name), 'rb') as f:
         return f.read()
 
 

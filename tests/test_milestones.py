@@ -9,11 +9,11 @@ import redis
 
 from gwcelery.tools.milestones import MilestoneReporter, describe_alert
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 
 
 def load_alert(name):
-    with open(os.path.join(SHARED_DATA, 'gracedb', name)) as f:
+    with open(os.path.join(DATA_DIR, 'gracedb', name)) as f:
         return json.load(f)
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from gwcelery.tasks import orchestrator
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 
 
 @pytest.fixture
@@ -33,7 +33,7 @@ def started(monkeypatch):
 
 
 def update_alert(labels, far):
-    with open(os.path.join(SHARED_DATA, 'gracedb', 'MS220722v.json')) as f:
+    with open(os.path.join(DATA_DIR, 'gracedb', 'MS220722v.json')) as f:
         superevent = json.load(f)
     superevent = copy.deepcopy(superevent)
     superevent['labels'] = labels

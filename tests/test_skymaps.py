@@ -1,4 +1,4 @@
-"""Sky map products from the real BAYESTAR map of the shared upload."""
+"""Sky map products from the real BAYESTAR map of the real upload."""
 
 import io
 

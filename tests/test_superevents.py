@@ -10,9 +10,9 @@ import pytest
 from gwcelery import app
 from gwcelery.tasks import superevents
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 
-GRACEDB_DATA = os.path.join(SHARED_DATA, 'gracedb')
+GRACEDB_DATA = os.path.join(DATA_DIR, 'gracedb')
 
 
 def load(filename):

@@ -11,10 +11,10 @@ import requests
 from gwcelery import app
 from gwcelery.tasks import gracedb as tasks
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 
-COINC = os.path.join(SHARED_DATA, 'gracedb', 'coinc.xml')
-PSD = os.path.join(SHARED_DATA, 'gracedb', 'psd.xml.gz')
+COINC = os.path.join(DATA_DIR, 'gracedb', 'coinc.xml')
+PSD = os.path.join(DATA_DIR, 'gracedb', 'psd.xml.gz')
 
 
 def read(path):

@@ -8,7 +8,7 @@ import pytest
 
 from gwcelery import voevent
 
-from .conftest import SHARED_DATA
+from .conftest import DATA_DIR
 
 PARAMS = dict(
     ivorn='ivo://gwnet/LVC#S190425z-1-Preliminary',
@@ -32,14 +32,14 @@ def params_of(payload):
 
 def test_schema_accepts_real_notices():
     """The shipped schema accepts the LVK's own notice and NASA's."""
-    for path in (os.path.join(SHARED_DATA, 'gracedb', 'G298048-1-Initial.xml'),
-                 os.path.join(SHARED_DATA, 'gcn', 'fermi_grb_gcn.xml')):
+    for path in (os.path.join(DATA_DIR, 'gracedb', 'G298048-1-Initial.xml'),
+                 os.path.join(DATA_DIR, 'gcn', 'fermi_grb_gcn.xml')):
         with open(path, 'rb') as f:
             voevent.validate(f.read())
 
 
 def test_schema_rejects_invalid():
-    with open(os.path.join(SHARED_DATA, 'gracedb',
+    with open(os.path.join(DATA_DIR, 'gracedb',
                            'G298048-1-Initial.xml'), 'rb') as f:
         payload = f.read()
     with pytest.raises(lxml.etree.DocumentInvalid):
