@@ -536,3 +536,29 @@ worker_cancel_long_running_tasks_on_connection_loss = True
 """When a worker loses its broker connection, cancel its running tasks
 that acknowledge late: the broker will deliver their messages again, and
 letting the first copy run on would do the work twice."""
+
+# --- Health check (gwcelery nagios) ---------------------------------------
+
+nagios_timeout = 2.0
+"""Seconds that each network step of ``gwcelery nagios`` (a connection, a
+request, the workers' replies) may take; a check still running after
+twice that plus a second counts as UNKNOWN."""
+
+nagios_queue_length_warning = 50
+"""``gwcelery nagios`` reports WARNING when a queue holds more than this
+many waiting messages (``--queue-warning`` overrides it)."""
+
+nagios_queue_length_critical = 500
+"""``gwcelery nagios`` reports CRITICAL when a queue holds more than this
+many waiting messages (``--queue-critical`` overrides it)."""
+
+nagios_heartbeat_warning_age = 15.0
+"""``gwcelery nagios`` reports WARNING when an eternal listener's last
+heartbeat is older than this many seconds (its loop beats every 5 s), or
+when no copy holds its lock (e.g. while its worker restarts)
+(``--heartbeat-warning`` overrides it)."""
+
+nagios_heartbeat_critical_age = 60.0
+"""``gwcelery nagios`` reports CRITICAL when an eternal listener's last
+heartbeat is older than this many seconds, or missing
+(``--heartbeat-critical`` overrides it)."""

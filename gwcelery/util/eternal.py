@@ -32,6 +32,13 @@ ever, and the task never runs again.
   lock then expires as above.
 * The warm-shutdown step aborts only eternal tasks (celery-eternal's marks
   every running task ABORTED in the result backend).
+* The running copy leaves a heartbeat, the Redis key
+  :func:`heartbeat_key` of its lock, holding the time, its task id and
+  host (see :func:`read_heartbeat`). It is written from
+  :meth:`EternalTask.is_aborted`, which only the task's own loop calls, at
+  most every :data:`HEARTBEAT_INTERVAL` seconds: a fresh heartbeat proves
+  that the loop goes round, where the lock (renewed by a thread of its
+  own) only proves that the process lives. ``gwcelery nagios`` reads it.
 
 :class:`Backoff` and :func:`wait_unless_aborted` serve the reconnection
 loops of the listeners.
@@ -42,10 +49,12 @@ that it runs, by as many processes as ordinary tasks need.
 """
 
 import ctypes
+import json
 import logging
 import math
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -57,11 +66,19 @@ from celery.bootsteps import StartStopStep
 from celery.contrib.abortable import AbortableAsyncResult
 from celery.utils.log import get_task_logger
 
-__all__ = ('EternalTask', 'Backoff', 'wait_unless_aborted', 'POLL_INTERVAL')
+__all__ = ('EternalTask', 'Backoff', 'wait_unless_aborted', 'POLL_INTERVAL',
+           'HEARTBEAT_INTERVAL', 'heartbeat_key', 'read_heartbeat')
 
 #: Longest time (s) between two checks by an eternal task's loop of whether
 #: it has been asked to stop.
 POLL_INTERVAL = 1.0
+
+#: Shortest time (s) between two heartbeats of a running copy's loop.
+HEARTBEAT_INTERVAL = 5.0
+
+#: Seconds that a heartbeat stays in Redis: long after a copy stopped, the
+#: health check can still tell how long ago its loop last went round.
+HEARTBEAT_TTL = 86400
 
 log = get_task_logger(__name__)
 
@@ -118,6 +135,29 @@ class LockStore:
     def delete(self, key):
         self.redis.delete(key)
 
+    def write_heartbeat(self, key, owner):
+        """Record that copy `owner` of the task locked by `key` is alive."""
+        beat = {'time': time.time(), 'task_id': owner,
+                'hostname': socket.gethostname(), 'pid': os.getpid()}
+        self.redis.set(heartbeat_key(key), json.dumps(beat),
+                       ex=HEARTBEAT_TTL)
+
+
+def heartbeat_key(lock):
+    """Redis key of the heartbeat of the eternal task whose lock is `lock`."""
+    return f'{lock}:heartbeat'
+
+
+def read_heartbeat(client, lock):
+    """The last heartbeat of the eternal task whose lock is `lock`.
+
+    `client` is a :class:`redis.Redis` of the lock's server. Returns
+    ``None`` if there is none, else a dict: ``time`` (Unix time of the
+    beat), ``task_id``, ``hostname`` and ``pid`` of the copy that wrote it.
+    """
+    value = client.get(heartbeat_key(lock))
+    return None if value is None else json.loads(value)
+
 
 def _die_with_parent():
     """In a pool process: be SIGKILLed when the worker's main process
@@ -138,7 +178,8 @@ def _die_with_parent():
 
 class _Renewer(threading.Thread):
     """Renew a lock every third of its lifetime until stopped; set
-    :attr:`lost` if it turns out to belong to someone else."""
+    :attr:`lost` if it turns out to belong to someone else. Also holds
+    when the task's loop last asked about aborts and last beat."""
 
     def __init__(self, store, key, owner, ttl, name):
         super().__init__(name=f'{name} lock', daemon=True)
@@ -149,6 +190,7 @@ class _Renewer(threading.Thread):
         self.lost = threading.Event()
         self.aborted = False
         self.next_abort_check = -math.inf
+        self.next_heartbeat = -math.inf
         self._stop_event = threading.Event()
 
     def run(self):
@@ -172,6 +214,19 @@ class _Renewer(threading.Thread):
     def stop(self):
         self._stop_event.set()
         self.join(5)
+
+    def beat_if_due(self, now):
+        """Write the heartbeat unless one was written less than
+        :data:`HEARTBEAT_INTERVAL` seconds (monotonic `now`) ago. Called by
+        the task's loop, never by this thread (see the module docstring)."""
+        if now < self.next_heartbeat:
+            return
+        self.next_heartbeat = now + HEARTBEAT_INTERVAL
+        try:
+            self.store.write_heartbeat(self.key, self.owner)
+        except redis.RedisError as exc:
+            process_log.warning('%s: could not write the heartbeat: %s',
+                                self.name, exc)
 
 
 class AbortEternalTasks(StartStopStep):
@@ -266,7 +321,7 @@ class EternalTask(celery_eternal.EternalTask):
         A running copy asks the result backend at most once per
         :data:`POLL_INTERVAL`: listeners call this between packets, and
         a round trip to Redis per packet would cost them more than the
-        packet.
+        packet. It also writes the heartbeat when one is due.
         """
         renewer = self._renewer
         if renewer is None or kwargs:
@@ -277,6 +332,7 @@ class EternalTask(celery_eternal.EternalTask):
         if now >= renewer.next_abort_check:
             renewer.aborted = super().is_aborted()
             renewer.next_abort_check = now + POLL_INTERVAL
+        renewer.beat_if_due(now)
         return renewer.aborted
 
     def _finish(self, task_id, args, kwargs):

@@ -1,0 +1,422 @@
+"""``gwcelery nagios``: a health check for Nagios, Icinga and the like.
+
+Prints one status line in the Nagios plugin convention (``NAGIOS STATE:
+text | perfdata``) and exits with the state's code: 0 OK, 1 WARNING,
+2 CRITICAL, 3 UNKNOWN. Each check is a function returning a
+:class:`Result`; :func:`run_checks` runs them all in threads with short
+time-outs and :func:`combine` keeps the worst state. ``gwcelery local
+--status`` shows the same checks, one line each.
+"""
+
+import enum
+import functools
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+
+import click
+import redis
+from kombu.exceptions import OperationalError
+from kombu.transport.redis import PRIORITY_STEPS, Channel
+from kombu.utils.url import maybe_sanitize_url
+
+from ..util.eternal import read_heartbeat
+
+#: The eternal listeners whose loops must be alive.
+LISTENERS = ('gwcelery.tasks.gcn.listen', 'gwcelery.tasks.gcn.broker',
+             'gwcelery.tasks.lvalert.listen')
+
+#: Settings that the command line may override, and their options.
+LIMITS = {
+    'nagios_queue_length_warning': 'queue_warning',
+    'nagios_queue_length_critical': 'queue_critical',
+    'nagios_heartbeat_warning_age': 'heartbeat_warning',
+    'nagios_heartbeat_critical_age': 'heartbeat_critical',
+}
+
+
+class State(enum.IntEnum):
+    """Nagios plugin states; the value is the exit code."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+    UNKNOWN = 3
+
+    @property
+    def severity(self):
+        """Rank when combining: a known problem outranks an unknown one,
+        so that a check that could not run never hides a CRITICAL."""
+        return (State.OK, State.UNKNOWN, State.WARNING,
+                State.CRITICAL).index(self)
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one check found: a state, a one-line message (naming what was
+    checked), Nagios performance data items (``label=value;warn;crit;min``)
+    and whether the check was skipped because something it needs is down.
+    """
+
+    state: State
+    message: str
+    perfdata: tuple = ()
+    skipped: bool = False
+
+
+def worst(states):
+    """The most severe of `states` (OK if there is none)."""
+    return max(states, key=lambda state: state.severity, default=State.OK)
+
+
+def _redis(url, timeout, **kwargs):
+    return redis.Redis.from_url(url, socket_timeout=timeout,
+                                socket_connect_timeout=timeout, **kwargs)
+
+
+def check_broker(url, timeout):
+    """Whether the Redis broker at `url` answers a PING."""
+    shown = maybe_sanitize_url(url)
+    client = _redis(url, timeout)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return Result(State.CRITICAL,
+                      f'broker {shown} not answering ({exc})')
+    finally:
+        client.close()
+    return Result(State.OK, f'broker {shown} answers')
+
+
+def check_workers(app, queues, timeout):
+    """Whether each of `queues` has a live worker consuming it (Celery's
+    ``active_queues`` inspect; a worker that does not answer within
+    `timeout` seconds counts as dead)."""
+    options = {'socket_timeout': timeout, 'socket_connect_timeout': timeout}
+    try:
+        with app.connection_for_write(connect_timeout=timeout,
+                                      transport_options=options) as conn:
+            conn.connect()
+            replies = app.control.inspect(
+                timeout=timeout, connection=conn).active_queues() or {}
+    except (OSError, OperationalError, redis.RedisError) as exc:
+        return Result(State.CRITICAL, f'cannot ask the workers ({exc})')
+    consumers = {}
+    for hostname, consumed in replies.items():
+        for queue in consumed:
+            consumers.setdefault(queue['name'], []).append(hostname)
+    missing = [queue for queue in queues if queue not in consumers]
+    if missing:
+        answering = ', '.join(sorted(replies)) or 'none'
+        return Result(State.CRITICAL,
+                      f'no worker consumes queue {", ".join(missing)} '
+                      f'(workers answering: {answering})')
+    return Result(State.OK, f'{len(queues)} queues consumed by '
+                            f'{", ".join(sorted(replies))}')
+
+
+def queue_keys(queue, transport_options):
+    """The Redis lists of a queue under kombu's Redis transport: the queue's
+    own name for priority 0 and one sub-list per other priority step."""
+    separator = transport_options.get('sep', Channel.sep)
+    steps = transport_options.get('priority_steps', PRIORITY_STEPS)
+    prefix = transport_options.get('global_keyprefix', '')
+    return [prefix + (f'{queue}{separator}{step}' if step else queue)
+            for step in steps]
+
+
+def check_queue_lengths(url, queues, transport_options, warning, critical,
+                        timeout):
+    """Whether any of `queues` holds more than `warning` (WARNING) or
+    `critical` (CRITICAL) waiting messages in the Redis broker at `url`."""
+    client = _redis(url, timeout)
+    try:
+        with client.pipeline() as pipe:
+            for queue in queues:
+                for key in queue_keys(queue, transport_options):
+                    pipe.llen(key)
+            sizes = iter(pipe.execute())
+    except redis.RedisError as exc:
+        return Result(State.CRITICAL,
+                      f'cannot read the queue lengths ({exc})')
+    finally:
+        client.close()
+    steps = len(queue_keys('', transport_options))
+    lengths = {queue: sum(next(sizes) for _ in range(steps))
+               for queue in queues}
+    perfdata = tuple(f'queue_{queue}={length};{warning};{critical};0'
+                     for queue, length in lengths.items())
+    for state, limit in ((State.CRITICAL, critical),
+                         (State.WARNING, warning)):
+        long_ones = [f'{queue} holds {length}' for queue, length
+                     in lengths.items() if length > limit]
+        if long_ones:
+            return Result(state, f'queue {", ".join(long_ones)} messages '
+                                 f'(limit {limit})', perfdata)
+    return Result(State.OK, 'queue lengths ' + ', '.join(
+        f'{queue} {length}' for queue, length in lengths.items()), perfdata)
+
+
+def check_listener(task, warning_age, critical_age, timeout, now=None):
+    """Whether the eternal task `task` runs (a copy holds its lock) and its
+    loop went round recently (its heartbeat is younger than `warning_age`
+    for OK, `critical_age` for WARNING)."""
+    name = task.name.removeprefix('gwcelery.tasks.')
+    lock = task.generate_lock(task.name)
+    client = _redis(task.singleton_config.backend_url, timeout,
+                    decode_responses=True)
+    try:
+        owner = client.get(lock)
+        beat = read_heartbeat(client, lock)
+    except redis.RedisError as exc:
+        return Result(State.CRITICAL,
+                      f'{name}: cannot read its lock and heartbeat ({exc})')
+    finally:
+        client.close()
+    running = '' if owner else ', and no copy holds its lock'
+    if beat is None:
+        return Result(State.CRITICAL, f'{name}: no heartbeat{running}')
+    age = max(0.0, (time.time() if now is None else now) - beat['time'])
+    perfdata = (f'{name}_age={age:.1f}s;{warning_age:g};{critical_age:g};0',)
+    where = f'{beat["hostname"]} pid {beat["pid"]}'
+    if age > critical_age:
+        state = State.CRITICAL
+    elif age > warning_age or not owner:
+        # No lock but a recent beat: a copy just stopped and the next one
+        # is about to start (e.g. its worker restarts).
+        state = State.WARNING
+    else:
+        return Result(State.OK, f'{name}: alive, last beat {age:.1f} s ago '
+                                f'({where})', perfdata)
+    return Result(state, f'{name}: last beat {age:.0f} s ago ({where})'
+                         f'{running}', perfdata)
+
+
+def _closed_at_once(sock, timeout):
+    """Whether the peer closes `sock` within `timeout` s without a word."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b''
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
+def check_voevent_broker(address, port, accept_addresses, timeout):
+    """Whether the VOEvent broker at `address`:`port` keeps a connection
+    from an allowed address open (and closes one from any other).
+
+    The broker closes a refused connection at once and keeps an accepted
+    one, to which it may send a queued VOEvent; this check closes it
+    without acknowledging, so the VOEvent stays queued for GCN.
+    """
+    from ..tasks.gcn import allowed_addresses
+
+    host = {'': '127.0.0.1', '0.0.0.0': '127.0.0.1',
+            '::': '::1'}.get(address, address)
+    where = f'VOEvent broker {host}:{port}'
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as exc:
+        return Result(State.CRITICAL,
+                      f'{where} does not accept connections ({exc})')
+    with sock:
+        ours = sock.getsockname()[0]
+        allowed = ours in allowed_addresses(accept_addresses)
+        closed = _closed_at_once(sock, timeout)
+    if allowed and closed:
+        return Result(State.CRITICAL, f'{where} refused a connection from '
+                                      f'{ours}, an allowed address')
+    if allowed:
+        return Result(State.OK, f'{where} accepts connections from {ours}')
+    if closed:
+        return Result(State.OK, f'{where} answers (and refuses this host, '
+                                f'{ours}, which is not an allowed address)')
+    return Result(State.WARNING, f'{where} kept a connection from {ours} '
+                                 f'open, which is not an allowed address')
+
+
+def check_gracedb(url, timeout):
+    """Whether GraceDB's API root at `url` answers (2xx OK, 4xx WARNING,
+    anything else CRITICAL)."""
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            status, reason = response.status, response.reason
+    except urllib.error.HTTPError as exc:
+        status, reason = exc.code, exc.reason
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, 'reason', exc)
+        return Result(State.CRITICAL,
+                      f'GraceDB {url} not answering ({reason})')
+    elapsed = time.monotonic() - started
+    perfdata = (f'gracedb_time={elapsed:.3f}s;;;0',)
+    if 200 <= status < 300:
+        return Result(State.OK, f'GraceDB {url} answers ({elapsed:.2f} s)',
+                      perfdata)
+    state = State.WARNING if 400 <= status < 500 else State.CRITICAL
+    return Result(state, f'GraceDB {url} answers {status} {reason}',
+                  perfdata)
+
+
+class _Check(threading.Thread):
+    """One check running in a daemon thread, so that a hung one cannot
+    hold up the status line (nor the exit of the process)."""
+
+    def __init__(self, name, function):
+        super().__init__(name=f'check {name}', daemon=True)
+        self.check_name = name
+        self.function = function
+        self.result = None
+        self.started = time.monotonic()
+        self.start()
+
+    def run(self):
+        try:
+            self.result = self.function()
+        except Exception as exc:  # a bug or an unforeseen failure
+            self.result = Result(
+                State.UNKNOWN, f'{self.check_name}: check failed: '
+                               f'{type(exc).__name__}: {exc}')
+
+    def outcome(self, limit):
+        """The check's result, waiting until `limit` s after its start."""
+        self.join(max(0.0, self.started + limit - time.monotonic()))
+        if self.result is None:
+            return Result(State.UNKNOWN, f'{self.check_name}: no result '
+                                         f'within {limit:g} s')
+        return self.result
+
+
+def run_checks(app, **limits):
+    """Run every check with the configuration of `app`; return a list of
+    (name, :class:`Result`) in a fixed order.
+
+    `limits` overrides the thresholds (settings ``nagios_*``). The broker
+    is checked first; the checks that need it (workers, queues, and the
+    listeners when their locks live in the broker's Redis) are skipped,
+    as UNKNOWN, when it does not answer.
+    """
+    conf = app.conf
+    settings = {key: conf[key] for key in LIMITS}
+    settings.update(limits)
+    timeout = float(conf['nagios_timeout'])
+    limit = 2 * timeout + 1
+    queues = [queue.name for queue in conf.task_queues]
+    broker_url = conf.broker_url
+    partial = functools.partial
+
+    independent = {
+        'voevent broker': partial(
+            check_voevent_broker, conf['gcn_bind_address'],
+            int(conf['gcn_bind_port']), conf['gcn_broker_accept_addresses'],
+            timeout),
+        'gracedb': partial(check_gracedb, conf['gracedb_url'], timeout),
+    }
+    dependent = {
+        'workers': partial(check_workers, app, queues, timeout),
+        'queues': partial(
+            check_queue_lengths, broker_url, queues,
+            conf.broker_transport_options or {},
+            settings['nagios_queue_length_warning'],
+            settings['nagios_queue_length_critical'], timeout),
+    }
+    for task_name in LISTENERS:
+        task = app.tasks[task_name]
+        check = partial(check_listener, task,
+                        float(settings['nagios_heartbeat_warning_age']),
+                        float(settings['nagios_heartbeat_critical_age']),
+                        timeout)
+        needs_broker = task.singleton_config.backend_url == broker_url
+        (dependent if needs_broker else independent)[
+            task_name.removeprefix('gwcelery.tasks.')] = check
+
+    running = {name: _Check(name, check)
+               for name, check in independent.items()}
+    broker = _Check('broker', partial(check_broker, broker_url, timeout))
+    outcomes = {'broker': broker.outcome(limit)}
+    if outcomes['broker'].state is State.OK:
+        running.update((name, _Check(name, check))
+                       for name, check in dependent.items())
+    else:
+        outcomes.update(
+            (name, Result(State.UNKNOWN, f'{name}: not checked (the '
+                                         f'broker does not answer)',
+                          skipped=True))
+            for name in dependent)
+    for name, check in running.items():
+        outcomes[name] = check.outcome(limit)
+    order = ['broker', 'workers', 'queues',
+             *(name.removeprefix('gwcelery.tasks.') for name in LISTENERS),
+             'voevent broker', 'gracedb']
+    return [(name, outcomes[name]) for name in order]
+
+
+def combine(results):
+    """The overall state and the Nagios status line of `results`, a list
+    of (name, :class:`Result`): the worst state wins; the text gives the
+    problems, worst first (or the names of the checks, if all are OK),
+    and the performance data follows ``|``."""
+    state = worst(result.state for _, result in results)
+    if state is State.OK:
+        text = ', '.join(name for name, _ in results) + ' OK'
+    else:
+        problems = sorted((result for _, result in results
+                           if result.state is not State.OK
+                           and not result.skipped),
+                          key=lambda result: -result.state.severity)
+        text = '; '.join(result.message for result in problems)
+        skipped = sum(result.skipped for _, result in results)
+        if skipped:
+            text += f'; {skipped} checks skipped'
+    perfdata = ' '.join(item for _, result in results
+                        for item in result.perfdata)
+    line = f'NAGIOS {state.name}: {text}'.replace('\n', ' ').replace('|', '/')
+    return state, f'{line} | {perfdata}' if perfdata else line
+
+
+@click.command(name='nagios')
+@click.option('--verbose', '-v', is_flag=True,
+              help='After the status line, print one line per check.')
+@click.option('--queue-warning', type=click.IntRange(min=0),
+              help='WARNING above this many waiting messages in a queue '
+                   '[default: nagios_queue_length_warning].')
+@click.option('--queue-critical', type=click.IntRange(min=0),
+              help='CRITICAL above this many waiting messages in a queue '
+                   '[default: nagios_queue_length_critical].')
+@click.option('--heartbeat-warning', type=click.FloatRange(min=0),
+              help="WARNING when a listener's last heartbeat is older "
+                   '(s) [default: nagios_heartbeat_warning_age].')
+@click.option('--heartbeat-critical', type=click.FloatRange(min=0),
+              help="CRITICAL when a listener's last heartbeat is older "
+                   '(s) [default: nagios_heartbeat_critical_age].')
+@click.pass_context
+def nagios(ctx, verbose, **options):
+    """Check the pipeline's health for Nagios/Icinga: print one status line
+    and exit 0 (OK), 1 (WARNING), 2 (CRITICAL) or 3 (UNKNOWN).
+
+    Checks that the broker answers, that each queue has a live worker, that
+    the eternal listeners run and their loops beat recently, that the
+    VOEvent broker accepts a connection, that GraceDB answers and that no
+    queue is too long. Uses the configuration of the app (the preset named
+    by CELERY_CONFIG_MODULE).
+    """
+    limits = {setting: options[option] for setting, option in LIMITS.items()
+              if options[option] is not None}
+    results = []
+    try:
+        results = run_checks(ctx.obj.app, **limits)
+        state, line = combine(results)
+    except Exception as exc:  # the plugin must still print one line
+        state = State.UNKNOWN
+        line = f'NAGIOS UNKNOWN: {type(exc).__name__}: {exc}'.replace(
+            '\n', ' ')
+    click.echo(line)
+    if verbose:
+        for name, result in results:
+            click.echo(f'{name:15} {result.state.name:8} {result.message}')
+    ctx.exit(int(state))
