@@ -4,11 +4,13 @@ import importlib
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
 import gwcelery
 from gwcelery import app
+from gwcelery.util.redis_server import free_port
 
 PRESETS = ('production', 'playground', 'test', 'development', 'local',
            'eager')
@@ -107,3 +109,27 @@ def test_cli_presets_the_app():
     # Celery's report prints the loaded app's settings: ours, not defaults.
     assert "gracedb_url: 'http://127.0.0.1:8000/api/'" in out.stdout
     assert "accept_content: ['json']" in out.stdout
+
+
+@pytest.mark.parametrize('command', [
+    ['inspect', 'ping'], ['status'], ['purge', '-f'], ['events', '--dump'],
+    ['call', 'gwcelery.tasks.gcn.send', '--args', '["<VOEvent/>"]']])
+def test_client_command_without_broker_says_so_in_one_line(command,
+                                                           tmp_path):
+    """A command that needs the broker, with none at the configured URL,
+    exits non-zero within seconds with one line naming the URL and how to
+    reach a deployment, not a traceback or a hang."""
+    url = f'redis://127.0.0.1:{free_port()}/0'
+    env = {k: v for k, v in os.environ.items()
+           if k not in ('CELERY_CONFIG_MODULE', 'GWCELERY_LOCAL_DIR')}
+    started = time.monotonic()
+    out = subprocess.run(['gwcelery', '--broker', url, *command], env=env,
+                         cwd=tmp_path, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 1
+    assert time.monotonic() - started < 30
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert url in lines[0]
+    assert 'gwcelery local' in lines[0]
+    assert 'Traceback' not in out.stdout + out.stderr
