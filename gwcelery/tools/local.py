@@ -1,5 +1,6 @@
 """``gwcelery local``: the whole pipeline on one machine."""
 
+import contextlib
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import urllib.request
 
 import click
 
+from ..util.pidlock import LOCK_NAME, LockHeld, PidLock
 from ..util.redis_server import RedisServer, free_port
 from ..util.supervisor import Child, Supervisor
 from .milestones import MilestoneReporter, describe_alert
@@ -147,6 +149,13 @@ def ping_workers(timeout=1.0):
     return answered
 
 
+def describe_mock(mock_interval):
+    """What the banner says about mock events."""
+    if mock_interval is None:
+        return 'off'
+    return f'a simulated candidate now and every {mock_interval:g} s'
+
+
 class AlertQueue:
     """Alert transport of the eager mode: the local GraceDB server's
     alerts wait in memory until the main loop handles them."""
@@ -175,61 +184,83 @@ def run_eager(data_dir, settings, gracedb_port, mock_interval, report):
     """
     from .. import app
     from ..gracedb_server import GraceDbServer
-    from ..tasks import first2years, gcn, lvalert
+    from ..tasks import first2years, lvalert
+    from ..util.voevent_broker import serve_queue
 
     redis_server = RedisServer(port=free_port(HOST),
                                data_dir=os.path.join(data_dir, 'redis'),
-                               persistent=True).start()
-    app.conf.update(settings, broker_url=redis_server.url,
-                    result_backend=redis_server.url,
-                    task_always_eager=True, task_eager_propagates=True)
-    alerts = AlertQueue()
-    gracedb = GraceDbServer(os.path.join(data_dir, 'gracedb'), host=HOST,
-                            port=gracedb_port, transports=[alerts]).start()
-    broker_socket = socket.create_server((HOST, settings['gcn_bind_port']))
-    broker_socket.settimeout(1.0)
+                               persistent=True)
     stopping = threading.Event()
-    broker = threading.Thread(
-        target=gcn.serve_queue, daemon=True, name='voevent-broker',
-        args=(broker_socket, stopping.is_set, [HOST]))
-    broker.start()
-    mock = ('off' if mock_interval is None else
-            f'a simulated candidate now and every {mock_interval:g} s')
-    click.echo(textwrap.dedent(f'''\
-        gwcelery local is up (eager mode: one process, no Celery broker)
-          GraceDB:        {settings['gracedb_url'].replace('/api/',
-                                                           '/superevents/')}
-          VOEvent broker: {HOST}:{settings['gcn_bind_port']}
-          Mock events:    {mock}
-        Milestones follow. Press Ctrl-C to stop.'''))
+    broker = None
 
+    def stop_broker():
+        stopping.set()
+        if broker is not None and broker.is_alive():
+            broker.join(5)
+
+    with contextlib.ExitStack() as started:
+        try:
+            # Redis and the broker are registered for stopping before they
+            # start, so that an interrupt during their start stops them;
+            # the GraceDB server's stop would wait for ever unless its
+            # thread started.
+            started.callback(redis_server.stop)
+            redis_server.start()
+            app.conf.update(settings, broker_url=redis_server.url,
+                            result_backend=redis_server.url,
+                            task_always_eager=True,
+                            task_eager_propagates=True)
+            alerts = AlertQueue()
+            gracedb = GraceDbServer(os.path.join(data_dir, 'gracedb'),
+                                    host=HOST, port=gracedb_port,
+                                    transports=[alerts]).start()
+            started.callback(gracedb.stop)
+            broker_socket = started.enter_context(
+                socket.create_server((HOST, settings['gcn_bind_port'])))
+            broker_socket.settimeout(1.0)
+            started.callback(stop_broker)
+            broker = threading.Thread(
+                target=serve_queue, daemon=True, name='voevent-broker',
+                args=(broker_socket, stopping.is_set, [HOST], app.conf))
+            broker.start()
+            pages = settings['gracedb_url'].replace('/api/', '/superevents/')
+            click.echo('gwcelery local is up '
+                       '(eager mode: one process, no Celery broker)')
+            click.echo(textwrap.dedent(f'''\
+                  GraceDB:        {pages}
+                  VOEvent broker: {HOST}:{settings['gcn_bind_port']}
+                  Mock events:    {describe_mock(mock_interval)}
+                Milestones follow. Press Ctrl-C to stop.'''))
+            dispatch_alerts(alerts, mock_interval, first2years.upload_event,
+                            lvalert.process_message, report)
+        except KeyboardInterrupt:
+            report('Stopping...')
+
+
+def dispatch_alerts(alerts, mock_interval, upload_event, process_message,
+                    report):
+    """The eager mode's main loop, until KeyboardInterrupt: upload a mock
+    event every `mock_interval` seconds (None: never), and hand each alert
+    of the local GraceDB server to its handlers."""
     reported = set()
     next_mock = time.monotonic() if mock_interval else math.inf
-    try:
-        while True:
-            if time.monotonic() >= next_mock:
-                next_mock += mock_interval
-                first2years.upload_event.delay()
-            try:
-                node, message = alerts.queue.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            try:
-                line = describe_alert(json.loads(message))
-            except ValueError:
-                line = None
-            if line and line not in reported:
-                reported.add(line)
-                report(line)
-            # Never raises: a failing handler is logged with its traceback.
-            lvalert.process_message(node, message)
-    except KeyboardInterrupt:
-        report('Stopping...')
-    finally:
-        stopping.set()
-        broker.join(5)
-        gracedb.stop()
-        redis_server.stop()
+    while True:
+        if time.monotonic() >= next_mock:
+            next_mock += mock_interval
+            upload_event.delay()
+        try:
+            node, message = alerts.queue.get(timeout=0.5)
+        except queue.Empty:
+            continue
+        try:
+            line = describe_alert(json.loads(message))
+        except ValueError:
+            line = None
+        if line and line not in reported:
+            reported.add(line)
+            report(line)
+        # Never raises: a failing handler is logged with its traceback.
+        process_message(node, message)
 
 
 def status_report(settings):
@@ -307,55 +338,128 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
     def report(message):
         click.echo(f'[local] {message}')
 
-    log_dir = os.path.join(data_dir, 'logs')
-    os.makedirs(log_dir, exist_ok=True)
+    # From here on SIGTERM stops the deployment as Ctrl-C does: whatever
+    # has been started is stopped, at any moment of the start.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    lock = lock_data_dir(data_dir)
+    try:
+        log_dir = os.path.join(data_dir, 'logs')
+        os.makedirs(log_dir, exist_ok=True)
+        gracedb_port = choose_port('gracedb', gracedb_port, report)
+        gcn_port = choose_port('voevent broker', gcn_port, report)
+        settings = {
+            'gracedb_host': f'{HOST}:{gracedb_port}',
+            'gracedb_url': f'http://{HOST}:{gracedb_port}/api/',
+            'gcn_bind_port': gcn_port,
+            'mock_events_interval': None if no_mock else mock_interval,
+        }
+        if no_mock:
+            settings['mock_grb_interval'] = None
+            settings['mock_grb_coincidence_probability'] = 0.0
+        if eager:
+            run_eager(data_dir, settings, gracedb_port,
+                      settings['mock_events_interval'], report)
+        else:
+            run_supervised(data_dir, log_dir, settings, redis_port,
+                           flower_port, report)
+    finally:
+        lock.release()
 
-    gracedb_port = choose_port('gracedb', gracedb_port, report)
-    gcn_port = choose_port('voevent broker', gcn_port, report)
-    gracedb_url = f'http://{HOST}:{gracedb_port}/api/'
-    settings = {
-        'gracedb_host': f'{HOST}:{gracedb_port}',
-        'gracedb_url': gracedb_url,
-        'gcn_bind_port': gcn_port,
-        'mock_events_interval': None if no_mock else mock_interval,
-    }
-    if no_mock:
-        settings['mock_grb_interval'] = None
-        settings['mock_grb_coincidence_probability'] = 0.0
-    if eager:
-        signal.signal(signal.SIGTERM, signal.default_int_handler)
-        run_eager(data_dir, settings, gracedb_port,
-                  settings['mock_events_interval'], report)
-        return
+
+def lock_data_dir(data_dir):
+    """Take the lock of `data_dir` (created if need be) and return it, or
+    exit with a message if a live deployment holds it."""
+    os.makedirs(data_dir, exist_ok=True)
+    lock = PidLock(os.path.join(data_dir, LOCK_NAME))
+    try:
+        return lock.acquire()
+    except LockHeld as held:
+        holder = 'another process' if held.pid is None else \
+            f'process {held.pid}'
+        raise click.ClickException(
+            f'another gwcelery local ({holder}) is running with --data-dir '
+            f'{data_dir}; stop it first or choose another --data-dir'
+        ) from None
+
+
+def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
+                   report):
+    """Start Redis and the supervised children, report milestones until
+    interrupted (Ctrl-C, SIGTERM), then stop everything.
+
+    An interrupt at any moment, start-up included, stops what was started
+    so far.
+    """
+    from .. import app
 
     redis_server = RedisServer(port=choose_port('redis', redis_port, report),
                                data_dir=os.path.join(data_dir, 'redis'),
                                persistent=True)
-    redis_server.start()
-    flower_port = choose_port('flower', flower_port, report)
-    mock_gcn_port = choose_port('mock GCN server', None, report)
-    settings.update({
-        'broker_url': redis_server.url,
-        'result_backend': redis_server.url,
-        'gcn_remote_address': HOST,
-        'gcn_remote_port': mock_gcn_port,
-        'flower_port': flower_port,
-    })
-    config_path = write_config(data_dir, settings)
-    env = child_environment(data_dir)
-    from .. import app
-    app.conf.update(settings)
     supervisor = Supervisor(report=report)
+    reporter = None
+    try:
+        redis_server.start()
+        flower_port = choose_port('flower', flower_port, report)
+        mock_gcn_port = choose_port('mock GCN server', None, report)
+        settings = dict(settings, broker_url=redis_server.url,
+                        result_backend=redis_server.url,
+                        gcn_remote_address=HOST,
+                        gcn_remote_port=mock_gcn_port,
+                        flower_port=flower_port)
+        config_path = write_config(data_dir, settings)
+        app.conf.update(settings)
+        start_children(supervisor, data_dir, log_dir, settings)
+        reporter = MilestoneReporter(
+            redis_server.url, app.conf.lvalert_redis_channel_prefix, report)
+        gracedb_url = settings['gracedb_url']
+        wait_until(lambda: http_ok(gracedb_url), timeout=60)
+        up = set()
+        wait_until(lambda: up.update(ping_workers()) or
+                   len(up) == len(WORKERS), timeout=90)
+        click.echo(textwrap.dedent(f'''\
+            gwcelery local is up
+              GraceDB:        {gracedb_url.replace('/api/', '/superevents/')}
+              GraceDB API:    {gracedb_url}
+              Flower:         http://{HOST}:{flower_port}/
+              VOEvent broker: {HOST}:{settings['gcn_bind_port']} \
+            (connect a GCN client here)
+              Redis broker:   {redis_server.url}
+              Workers:        {', '.join(sorted(up)) or 'none answered yet'}
+              Mock events:    {describe_mock(
+                                  settings['mock_events_interval'])}
+              Configuration:  {config_path}
+              Logs:           {log_dir}/
+            Milestones follow. Press Ctrl-C to stop.'''))
+        if settings['mock_events_interval'] is not None:
+            # Beat's first run comes one interval after it starts: do not
+            # make a new user wait that long for something to watch.
+            from ..tasks import first2years
+            first2years.upload_event.delay()
+        supervisor.run_forever(on_tick=reporter.poll)
+    except KeyboardInterrupt:
+        report('Stopping...')
+    finally:
+        supervisor.stop()
+        if reporter is not None:
+            reporter.close()
+        redis_server.stop()
+
+
+def start_children(supervisor, data_dir, log_dir, settings):
+    """Start every child process but Redis under `supervisor`."""
+    env = child_environment(data_dir)
 
     def add(name, argv):
         supervisor.add(Child(name, argv, env,
                              os.path.join(log_dir, f'{name}.log')))
 
     add('gracedb', celery_command(
-        'gracedb-server', '--host', HOST, '--port', str(gracedb_port),
+        'gracedb-server', '--host', HOST,
+        '--port', settings['gracedb_host'].rsplit(':', 1)[1],
         '--data-dir', os.path.join(data_dir, 'gracedb')))
     add('mock-gcn', celery_command(
-        'mock-gcn-server', '--host', HOST, '--port', str(mock_gcn_port)))
+        'mock-gcn-server', '--host', HOST,
+        '--port', str(settings['gcn_remote_port'])))
     for name, queue_name, extra in WORKERS:
         add(f'worker-{name}', celery_command(
             'worker', '--hostname', f'{name}@%h', '--queues', queue_name,
@@ -364,35 +468,4 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
         'beat', '--loglevel', 'INFO',
         '--schedule', os.path.join(data_dir, 'celerybeat-schedule')))
     add('flower', celery_command(
-        'flower', f'--address={HOST}', f'--port={flower_port}'))
-
-    reporter = MilestoneReporter(
-        redis_server.url, app.conf.lvalert_redis_channel_prefix, report)
-    wait_until(lambda: http_ok(gracedb_url), timeout=60)
-    up = set()
-    wait_until(lambda: up.update(ping_workers()) or
-               len(up) == len(WORKERS), timeout=90)
-    mock = ('off' if no_mock else
-            f'a simulated candidate now and every {mock_interval:g} s')
-    click.echo(textwrap.dedent(f'''\
-        gwcelery local is up
-          GraceDB:        {gracedb_url.replace('/api/', '/superevents/')}
-          GraceDB API:    {gracedb_url}
-          Flower:         http://{HOST}:{flower_port}/
-          VOEvent broker: {HOST}:{gcn_port} (connect a GCN client here)
-          Redis broker:   {redis_server.url}
-          Workers:        {', '.join(sorted(up)) or 'none answered yet'}
-          Mock events:    {mock}
-          Configuration:  {config_path}
-          Logs:           {log_dir}/
-        Milestones follow. Press Ctrl-C to stop.'''))
-    if not no_mock:
-        # Beat's first run comes one interval after it starts: do not
-        # make a new user wait that long for something to watch.
-        from ..tasks import first2years
-        first2years.upload_event.delay()
-    try:
-        supervisor.run_forever(on_tick=reporter.poll)
-    finally:
-        reporter.close()
-        redis_server.stop()
+        'flower', f'--address={HOST}', f'--port={settings["flower_port"]}'))
