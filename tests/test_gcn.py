@@ -15,6 +15,7 @@ from gwcelery import app
 from gwcelery.tasks import gcn as gcn_tasks
 from gwcelery.util import voevent_transport as vtp
 from gwcelery.util.dispatch import DispatchTable
+from gwcelery.util.voevent_broker import VOEventQueue, allowed_addresses
 
 from .conftest import DATA_DIR
 
@@ -165,7 +166,7 @@ def voevent(number):
 def test_send_queues_voevents_in_order(broker_app):
     ids = [gcn_tasks.send(voevent(number)) for number in range(3)]
     ids.append(gcn_tasks.send(voevent(3).decode()))  # str is accepted too
-    queue = gcn_tasks.VOEventQueue()
+    queue = VOEventQueue(app.conf)
     assert queue.entries() == [(entry_id, voevent(number))
                                for number, entry_id in enumerate(ids)]
     queue.close()
@@ -178,14 +179,14 @@ def test_send_queues_voevents_in_order(broker_app):
 def test_send_refuses_what_is_not_a_voevent(payload, broker_app):
     with pytest.raises(ValueError, match='not a VOEvent'):
         gcn_tasks.send(payload)
-    queue = gcn_tasks.VOEventQueue()
+    queue = VOEventQueue(app.conf)
     assert queue.entries() == []
     queue.close()
 
 
 def test_queue_cursors_per_address(broker_app, monkeypatch):
     monkeypatch.setitem(app.conf, 'gcn_broker_queue_max_age', 3600.0)
-    queue = gcn_tasks.VOEventQueue()
+    queue = VOEventQueue(app.conf)
     first, second, third = (queue.append(voevent(n)) for n in range(3))
 
     # An address never seen starts at the oldest entry young enough.
@@ -202,7 +203,7 @@ def test_queue_cursors_per_address(broker_app, monkeypatch):
 
     # Entries older than the age limit are not sent to a new address.
     monkeypatch.setitem(app.conf, 'gcn_broker_queue_max_age', 0.5)
-    old = gcn_tasks.VOEventQueue()
+    old = VOEventQueue(app.conf)
     time.sleep(0.6)
     fresh = old.append(voevent(4))
     assert old.next_after(old.cursor('10.0.0.3'), 0.01)[0] == fresh
@@ -211,10 +212,10 @@ def test_queue_cursors_per_address(broker_app, monkeypatch):
 
 
 def test_allowed_addresses_resolve_names(caplog):
-    assert '127.0.0.1' in gcn_tasks.allowed_addresses(['localhost'])
-    assert gcn_tasks.allowed_addresses(['127.0.0.2']) == {'127.0.0.2'}
+    assert '127.0.0.1' in allowed_addresses(['localhost'])
+    assert allowed_addresses(['127.0.0.2']) == {'127.0.0.2'}
     with caplog.at_level(logging.WARNING):
-        assert gcn_tasks.allowed_addresses(['no-such-host.invalid']) == set()
+        assert allowed_addresses(['no-such-host.invalid']) == set()
     assert 'cannot resolve allowed host no-such-host.invalid' in caplog.text
 
 

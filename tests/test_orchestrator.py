@@ -10,7 +10,8 @@ import pytest
 from astropy.io import fits
 
 from gwcelery import app, voevent
-from gwcelery.tasks import gcn, gracedb, orchestrator
+from gwcelery.tasks import gracedb, orchestrator
+from gwcelery.util.voevent_broker import VOEventQueue
 
 HIGH_FAR_COINC = (b'173834723,5.176954877338635e-16',
                   b'173834723,1e-06')
@@ -28,7 +29,7 @@ def eager(monkeypatch, broker_app):
 
 
 def queued_voevents():
-    queue = gcn.VOEventQueue()
+    queue = VOEventQueue(app.conf)
     try:
         return [payload for _, payload in queue.entries()]
     finally:

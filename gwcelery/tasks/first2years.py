@@ -31,7 +31,8 @@ from igwn_ligolw.ligolw import LIGOLWContentHandler
 from lal import LIGOTimeGPS
 
 from .. import app
-from . import gcn, gracedb
+from ..util.voevent_broker import VOEventQueue
+from . import gracedb
 
 #: Pipelines that have a realisation of each signal, in file names.
 PIPELINES = ('gstlal', 'pycbc', 'MBTA')
@@ -138,7 +139,7 @@ def inject_grb(gpstime=None):
     if gpstime is None:
         gpstime = now_gps()
     notice = random_grb_notice(gpstime, random.Random())
-    queue = gcn.VOEventQueue(key=app.conf.mock_gcn_queue_key)
+    queue = VOEventQueue(app.conf, key=app.conf.mock_gcn_queue_key)
     try:
         queue.append(notice)
     finally:

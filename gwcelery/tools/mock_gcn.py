@@ -4,17 +4,17 @@ The local deployment's :func:`gwcelery.tasks.gcn.listen` connects to it
 as it would to GCN. It serves, over the VOEvent Transport Protocol, the
 notices that :func:`gwcelery.tasks.first2years.inject_grb` queued in Redis
 (key :obj:`~gwcelery.conf.mock_gcn_queue_key`), with the same server code
-as the pipeline's own VOEvent broker.
+as the pipeline's own VOEvent broker
+(:func:`gwcelery.util.voevent_broker.serve_queue`).
 """
 
 import logging
 import signal
-import socket
 import threading
 
 import click
 
-from ..tasks.gcn import POLL_INTERVAL, serve_queue
+from ..util.voevent_broker import open_server, serve_queue
 
 
 @click.command(name='mock-gcn-server')
@@ -30,12 +30,8 @@ def mock_gcn_server(host, port):
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *args: stop.set())
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    server.bind((host, port))
-    server.listen(8)
-    server.settimeout(POLL_INTERVAL)
+    server = open_server((host, port))
     click.echo(f'Mock GCN server on {host}:{port}, serving '
                f'{app.conf.mock_gcn_queue_key}')
-    serve_queue(server, stop.is_set, ['127.0.0.1'],
+    serve_queue(server, stop.is_set, ['127.0.0.1'], app.conf,
                 app.conf.mock_gcn_queue_key)
