@@ -17,7 +17,12 @@ import threading
 
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-__version__ = '2.31.0+gwcelery.local'
+from .alerts import Publisher
+from .app import create_app
+from .store import Store
+from .vocabulary import SERVER_VERSION
+
+__version__ = SERVER_VERSION
 
 __all__ = ('GraceDbServer',)
 
@@ -51,9 +56,6 @@ class GraceDbServer:
     def __init__(self, data_dir, host='127.0.0.1', port=8000,
                  public_url=None, transports=(), write_users=None,
                  passwords=None):
-        from .app import create_app
-        from .store import Store
-
         os.makedirs(data_dir, exist_ok=True)
         self.data_dir = os.path.abspath(data_dir)
         self.host = host
@@ -76,8 +78,6 @@ class GraceDbServer:
 
     def add_transport(self, transport):
         """Publish alerts (from now on) through ``transport`` too."""
-        from .alerts import Publisher
-
         publisher = Publisher(self.store, transport)
         self.publishers.append(publisher)
         return publisher

@@ -244,9 +244,7 @@ class Publisher:
         """Wait until every committed alert has been published."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            last = self.store.db.execute(
-                'SELECT COALESCE(MAX(id), 0) FROM outbox').fetchone()[0]
-            if self.cursor >= last:
+            if self.cursor >= self.store.last_alert_id():
                 return True
             self.wakeup.set()
             time.sleep(0.01)

@@ -1,4 +1,4 @@
-"""The Flask application: request decoding, authentication, errors.
+"""The Flask application: authentication, errors, and the blueprints.
 
 The REST API (:mod:`.api`) is served under ``/api/``, ``/api/v1/`` and
 ``/api/v2/``; the pages for people (:mod:`.pages`) at ``/superevents/``
@@ -10,10 +10,12 @@ import binascii
 import json
 import logging
 
-from flask import Flask, Response, g, request
+from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
+from . import api, pages
 from .errors import ApiError
+from .responses import error_response
 
 log = logging.getLogger(__name__)
 
@@ -22,88 +24,6 @@ WRITE_METHODS = ('POST', 'PUT', 'PATCH', 'DELETE')
 
 #: Name recorded as submitter of anonymous requests.
 ANONYMOUS = 'anonymous'
-
-
-def api_version():
-    """``'v2'`` for requests under ``/api/v2/``, else ``'v1'``."""
-    return 'v2' if request.path.startswith('/api/v2') else 'v1'
-
-
-def json_response(data, status=200, headers=None):
-    """A JSON response (``data`` serialised as is)."""
-    return Response(json.dumps(data), status=status, headers=headers,
-                    mimetype='application/json')
-
-
-def error_response(status, message, v2_message=None):
-    """A GraceDB-style error: a JSON string on v1, ``{"error": ...}`` on
-    v2, a short text page outside the API."""
-    if not request.path.startswith('/api'):
-        return Response(f'{status}: {message}\n', status=status,
-                        mimetype='text/plain')
-    if api_version() == 'v2':
-        return json_response({'error': v2_message or message}, status)
-    return json_response(message, status)
-
-
-class RequestFields:
-    """The fields of a form, multipart or JSON request body.
-
-    :meth:`getlist` accepts the three spellings of a list: repeated keys,
-    a JSON array, or a comma-separated string.
-    """
-
-    def __init__(self):
-        self.json = None
-        if request.mimetype == 'application/json':
-            data = request.get_data()
-            try:
-                self.json = json.loads(data) if data.strip() else {}
-            except ValueError:
-                raise ApiError(400, 'JSON parse error') from None
-            if not isinstance(self.json, dict):
-                raise ApiError(400, 'Expected a JSON object')
-
-    def __contains__(self, name):
-        if self.json is not None:
-            return name in self.json
-        return name in request.form
-
-    def get(self, name, default=None):
-        if self.json is not None:
-            value = self.json.get(name, default)
-            return value
-        return request.form.get(name, default)
-
-    def getlist(self, name):
-        if self.json is not None:
-            values = self.json.get(name)
-            if values is None:
-                return []
-            if isinstance(values, (list, tuple)):
-                return [str(v) for v in values]
-            return _split_list(str(values))
-        values = request.form.getlist(name)
-        if len(values) == 1:
-            return _split_list(values[0])
-        return [v for v in values if v != '']
-
-    def as_dict(self):
-        if self.json is not None:
-            return dict(self.json)
-        return {key: request.form.get(key) for key in request.form}
-
-
-def _split_list(text):
-    text = text.strip()
-    if text.startswith('['):
-        try:
-            values = json.loads(text)
-        except ValueError:
-            values = None
-        if isinstance(values, list):
-            return [str(v) for v in values]
-    return [item.strip() for item in text.split(',') if item.strip()]
 
 
 def _authenticated_user(passwords):
@@ -152,8 +72,6 @@ def create_app(store, write_users=None, passwords=None):
     change anything. ``passwords``: if not ``None``, a dict user ->
     password (or bearer token) that credentials are checked against.
     """
-    from . import api, pages
-
     app = Flask(__name__)
     app.url_map.strict_slashes = False
     app.config['store'] = store

@@ -4,8 +4,9 @@ pages (labels, members, log with inline images, files, VOEvents)."""
 import mimetypes
 from urllib.parse import quote
 
-from flask import Blueprint, current_app, redirect, render_template, request
+from flask import Blueprint, redirect, render_template, request
 
+from .current import store
 from .errors import ApiError
 from .identifiers import gps_to_utc
 
@@ -13,10 +14,6 @@ blueprint = Blueprint('pages', __name__, template_folder='templates')
 
 #: Rows on one page of the superevent list.
 PAGE_SIZE = 50
-
-
-def store():
-    return current_app.config['store']
 
 
 @blueprint.app_template_filter('utc')

@@ -5,6 +5,9 @@ lists before they send a request (ligo-gracedb) and the server rejects the
 others with a 400, as GraceDB does.
 """
 
+#: The GraceDB version the server answers as (``server-version``).
+SERVER_VERSION = '2.31.0+gwcelery.local'
+
 GROUPS = ('CBC', 'Burst', 'External', 'Test', 'Detchar')
 
 PIPELINES = (
