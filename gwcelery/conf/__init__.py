@@ -7,8 +7,12 @@ docstring. The presets :mod:`gwcelery.conf.production`,
 :mod:`~gwcelery.conf.eager` start from these values and override what
 differs. The environment variable ``CELERY_CONFIG_MODULE`` picks the preset
 (a full module path, or just the preset name, e.g. ``playground``); when it
-is unset the ``local`` preset is used, so that a new user never talks to a
-production service by accident.
+is unset, the settings of a running ``gwcelery local`` in this folder, else
+the ``local`` preset, are used, so that a new user never talks to a
+production service by accident (see :mod:`gwcelery.util.settings`).
+
+The settings below are grouped by subsystem, in the order a candidate
+meets them.
 
 Celery's own settings are the lowercase names documented in the `Celery
 configuration reference
@@ -60,16 +64,6 @@ task_create_missing_queues = False
 """Refuse to route to a queue that is not in :obj:`task_queues`, so that a
 misspelt queue name fails loudly instead of waiting forever."""
 
-worker_prefetch_multiplier = 1
-"""Each worker process reserves one message at a time: a long BAYESTAR run
-must not hold back the tasks queued behind it."""
-
-worker_send_task_events = True
-"""Workers publish task events so that Flower can show them."""
-
-task_send_sent_event = True
-"""Publish an event when a task is sent (Flower shows queued tasks)."""
-
 broker_connection_retry_on_startup = True
 """Keep retrying the broker when a worker starts before Redis is up."""
 
@@ -81,6 +75,43 @@ redelivered after ``visibility_timeout`` seconds (for tasks with
 result_expires = 86400
 """Seconds to keep task results in Redis."""
 
+# --- Celery: workers and task delivery ------------------------------------
+
+worker_prefetch_multiplier = 1
+"""Each worker process reserves one message at a time: a long BAYESTAR run
+must not hold back the tasks queued behind it."""
+
+worker_send_task_events = True
+"""Workers publish task events so that Flower can show them."""
+
+task_send_sent_event = True
+"""Publish an event when a task is sent (Flower shows queued tasks)."""
+
+task_acks_late = False
+"""Acknowledge a task's message when a worker starts the task (Celery's
+default), not when it finishes. A task opts in with ``acks_late=True`` in
+its decorator when running it twice is harmless (e.g. the superevent
+handler): its message then stays with the broker until the task ends, so a
+task cut short by the worker's death (a crash, a lost node, HTCondor's
+SIGKILL when a job outlives its stop timeout) is delivered again, by Redis
+after ``broker_transport_options['visibility_timeout']``. Not global: a
+task with outside effects (sending a GCN notice) must not run twice, and
+the eternal tasks are restarted by Beat, not redelivered. A job removed
+or held gracefully never needs it: SIGTERM makes the worker finish its
+running tasks and hand its reserved messages back. See
+:doc:`htcondor`."""
+
+worker_cancel_long_running_tasks_on_connection_loss = True
+"""When a worker loses its broker connection, cancel its running tasks
+that acknowledge late: the broker will deliver their messages again, and
+letting the first copy run on would do the work twice."""
+
+worker_hijack_root_logger = False
+"""Leave the root logger alone so that the pipeline's own log lines (and
+the local deployment's milestones) keep their handlers."""
+
+# --- Celery: single-process (eager) mode ----------------------------------
+
 task_always_eager = False
 """Run every task inline in the calling process, with no broker and no
 worker: the single-process debug mode. Set it with the
@@ -91,11 +122,7 @@ task_eager_propagates = False
 """In eager mode, raise a task's exception in the caller instead of
 storing it in the result."""
 
-worker_hijack_root_logger = False
-"""Leave the root logger alone so that the pipeline's own log lines (and
-the local deployment's milestones) keep their handlers."""
-
-# --- GraceDB --------------------------------------------------------------
+# --- GraceDB client -------------------------------------------------------
 
 gracedb_host = '127.0.0.1:8000'
 """Host (and port) of the GraceDB server."""
@@ -103,21 +130,36 @@ gracedb_host = '127.0.0.1:8000'
 gracedb_url = 'http://127.0.0.1:8000/api/'
 """Root URL of the GraceDB REST API."""
 
-# --- LVAlert --------------------------------------------------------------
+gracedb_timeout = 60
+"""Seconds that a GraceDB task waits for an answer before it counts the
+request as failed (and retries it)."""
 
-lvalert_host = 'localhost'
-"""XMPP server of the LVAlert service."""
+gracedb_max_retries = 10
+"""How many times a GraceDB task is retried when GraceDB cannot be
+reached, times out or answers 502, 503 or 504."""
 
-lvalert_transport = 'redis'
-"""How alerts from GraceDB reach the pipeline: ``'xmpp'`` (LVAlert over
-XMPP pubsub with sleek-lvalert, the production protocol) or ``'redis'``
-(Redis pub/sub, the one-machine default)."""
+gracedb_retry_backoff_max = 600
+"""Longest wait (s) between two tries of a GraceDB task; the waits double
+from about a second, with random jitter."""
 
-lvalert_redis_url = None
-"""Redis server for the ``'redis'`` alert transport; ``None`` means the
-broker's."""
+# --- Listeners (eternal tasks) --------------------------------------------
 
-# --- GCN ------------------------------------------------------------------
+eternal_lock_ttl = 15.0
+"""Seconds that the singleton lock of an eternal task (the listeners)
+lives unless renewed. The running task renews it every third of that
+time; when a copy dies unseen (e.g. its whole worker is SIGKILLed), Beat
+starts the next one at most this long afterwards. (A copy whose death the
+worker sees is replaced within about a second.)"""
+
+listener_reconnect_delay_min = 1.0
+"""First delay (s) before a listener reconnects to its peer (GCN server,
+XMPP server, Redis) after a failure; the delay doubles at each failure in
+a row up to :obj:`listener_reconnect_delay_max`."""
+
+listener_reconnect_delay_max = 60.0
+"""Longest delay (s) between two reconnection attempts of a listener."""
+
+# --- GCN: notices in, VOEvents out ----------------------------------------
 
 gcn_remote_address = '127.0.0.1'
 """Address of the GCN VOEvent server that :func:`gwcelery.tasks.gcn.listen`
@@ -125,6 +167,20 @@ connects to."""
 
 gcn_remote_port = 8099
 """Port of the GCN VOEvent server."""
+
+gcn_listen_ivorn = 'ivo://gwcelery/listen'
+"""IVORN by which :func:`gwcelery.tasks.gcn.listen` signs its ``ack`` and
+``iamalive`` replies."""
+
+gcn_listen_timeout = 150.0
+"""Seconds without any packet from the GCN server (which sends
+``iamalive`` every minute) after which :func:`gwcelery.tasks.gcn.listen`
+takes the connection for dead and reconnects."""
+
+gcn_max_packet_size = 16 * 2**20
+"""Largest VOEvent Transport packet (bytes) that either end accepts; a
+larger length prefix means a corrupt stream, and the connection is
+dropped."""
 
 gcn_bind_address = '127.0.0.1'
 """Address on which :func:`gwcelery.tasks.gcn.broker` listens for GCN's
@@ -137,26 +193,69 @@ gcn_broker_accept_addresses = ['127.0.0.1']
 """Client addresses allowed to connect to the VOEvent broker (host-based
 authorisation)."""
 
-# --- Mock events ----------------------------------------------------------
+gcn_broker_queue_key = 'gcn:broker:voevents'
+"""Redis key (in the broker's Redis) of the stream of VOEvents queued by
+:func:`gwcelery.tasks.gcn.send`; the clients' cursors are in the hash
+``<key>:cursors``."""
 
-mock_events_interval = None
-"""Seconds between simulated CBC candidates uploaded by
-:func:`gwcelery.tasks.first2years.upload_event`; ``None`` uploads none.
-The ``local`` preset sets it; production presets never do."""
+gcn_broker_queue_max_length = 10000
+"""About how many VOEvents the queue keeps (the oldest are trimmed)."""
 
-mock_grb_interval = None
-"""Seconds between simulated GRB notices that
-:func:`gwcelery.tasks.first2years.inject_grb` sends through the mock GCN
-server; ``None`` sends none."""
+gcn_broker_queue_max_age = 86400.0
+"""Seconds after which a queued VOEvent is no longer sent to a client
+that connects (or reconnects) late: GCN wants fresh notices."""
 
-mock_grb_coincidence_probability = 0.0
-"""Probability that a mock event comes with a GRB notice 0.5 to 2 s after
-it (inside the GRB-CBC coincidence window)."""
+gcn_broker_ivorn = 'ivo://gwcelery/broker'
+"""IVORN by which :func:`gwcelery.tasks.gcn.broker` signs its
+``iamalive`` messages."""
 
-mock_gcn_queue_key = 'gcn:mock:notices'
-"""Redis key of the notices queued for the mock GCN server (``gwcelery
-mock-gcn-server``), which the local deployment's GCN listener connects to
-instead of NASA's."""
+gcn_broker_iamalive_interval = 60.0
+"""Seconds without traffic after which the broker sends a client an
+``iamalive`` (GCN's own servers use 60 s)."""
+
+gcn_broker_reply_timeout = 60.0
+"""Seconds that the broker waits for a client's ``ack`` of a VOEvent or
+reply to an ``iamalive``; a client that does not answer in time is
+disconnected (an unacknowledged VOEvent is sent again when it
+reconnects)."""
+
+# --- LVAlert: GraceDB alerts in -------------------------------------------
+
+lvalert_transport = 'redis'
+"""How alerts from GraceDB reach the pipeline: ``'xmpp'`` (LVAlert over
+XMPP pubsub with sleek-lvalert, the production protocol) or ``'redis'``
+(Redis pub/sub, the one-machine default)."""
+
+lvalert_host = 'localhost'
+"""XMPP server of the LVAlert service."""
+
+lvalert_port = None
+"""Port of the XMPP server; ``None`` means the standard way (DNS SRV
+records of :obj:`lvalert_host`, else port 5222)."""
+
+lvalert_netrc = None
+"""netrc file with the listener's XMPP account (``machine <lvalert_host>
+login USER password PW``); ``None`` means ``$NETRC`` or ``~/.netrc``."""
+
+lvalert_ca_certs = None
+"""CA bundle that verifies the XMPP server's certificate (e.g. a local
+prosody's self-signed one); ``None`` means sleek-lvalert's own bundle."""
+
+lvalert_keepalive_interval = 60.0
+"""Seconds between XMPP pings (XEP-0199) by the listener; a ping without
+answer within as long makes it reconnect."""
+
+lvalert_resubscribe_interval = 10.0
+"""Seconds between the XMPP listener's attempts to subscribe to nodes that
+do not exist yet (or refused the subscription)."""
+
+lvalert_redis_url = None
+"""Redis server for the ``'redis'`` alert transport; ``None`` means the
+broker's."""
+
+lvalert_redis_channel_prefix = 'lvalert:'
+"""Prefix of the Redis pub/sub channels of the ``'redis'`` alert
+transport: node ``cbc_gstlal`` is channel ``lvalert:cbc_gstlal``."""
 
 # --- Superevents ----------------------------------------------------------
 
@@ -195,17 +294,6 @@ superevent_far_threshold = 1 / 3600
 """Events with a FAR above this (Hz), or with no FAR, are left out of
 superevents altogether."""
 
-preferred_event_far_threshold = {'CBC': 1 / (60 * 86400),
-                                 'Burst': 1 / (60 * 86400)}
-"""FAR threshold (Hz) for a public alert by analysis group (``CBC``,
-``Burst``): once per two months. An event whose FAR times the group's
-trials factor is at most this passes the public-alert threshold, which
-counts when choosing the preferred event."""
-
-preferred_event_trials_factor = {'CBC': 5, 'Burst': 4}
-"""Trials factor by analysis group: the number of searches of the group
-whose events compete for the same alert."""
-
 superevent_required_labels = {
     'CBC': ['SKYMAP_READY', 'EMBRIGHT_READY', 'PASTRO_READY'],
     'Burst': ['SKYMAP_READY'],
@@ -225,7 +313,99 @@ superevent_frozen_label = 'GCN_PRELIM_SENT'
 alert went out, and from then on new or completed events still join the
 superevent (and widen its window) but never replace its preferred event."""
 
-# --- External triggers and RAVEN -----------------------------------------
+preferred_event_far_threshold = {'CBC': 1 / (60 * 86400),
+                                 'Burst': 1 / (60 * 86400)}
+"""FAR threshold (Hz) for a public alert by analysis group (``CBC``,
+``Burst``): once per two months. An event whose FAR times the group's
+trials factor is at most this passes the public-alert threshold, which
+counts when choosing the preferred event."""
+
+preferred_event_trials_factor = {'CBC': 5, 'Burst': 4}
+"""Trials factor by analysis group: the number of searches of the group
+whose events compete for the same alert."""
+
+# --- Orchestrator: alerts -------------------------------------------------
+
+preliminary_alert_timeout = 120.0
+"""Seconds after a superevent appears by which its preliminary alert goes
+out even if no EM_READY label came (e.g. because the localisation of the
+preferred event failed): the alert then carries the products that exist,
+without a sky map if need be. It must exceed the usual BAYESTAR time."""
+
+superevent_clean_up_timeout = 270.0
+"""Seconds after the preliminary alert during which the orchestrator
+watches the superevent: if its preferred event changed in that time, a
+second preliminary notice with the new event's products follows at the
+end of it."""
+
+voevent_ivorn_prefix = 'ivo://gwnet/LVC#'
+"""IVORN of the VOEvents we author, up to the ``#`` before
+``{superevent_id}-{N}-{AlertType}``."""
+
+# --- Orchestrator: localisation and sky maps ------------------------------
+
+bayestar_f_low = 30.0
+"""Low-frequency cutoff (Hz) of the BAYESTAR likelihood."""
+
+bayestar_waveform = 'IMRPhenomD'
+"""Waveform approximant of the BAYESTAR templates. IMRPhenomD (aligned
+spins, inspiral-merger-ringdown, closed form) suits BNS to BBH.
+ligo.skymap's default, ``'o2-uberbank'``, picks SEOBNRv4_ROM above 4 solar
+masses, whose data file the PyPI lalsuite does not ship: BAYESTAR then
+fails for every NSBH and BBH."""
+
+bayestar_enable_snr_series = True
+"""Use the SNR time series that pipelines upload in ``coinc.xml`` (when
+present) rather than the template autocorrelation."""
+
+bayestar_omp_threads = None
+"""OpenMP threads for BAYESTAR; ``None`` means every core the openmp
+worker may use."""
+
+skymap_plot_dpi = 100
+"""Resolution (dots per inch) of the all-sky PNG."""
+
+volume_plot_resolution = 64
+"""Pixels along each side of the three projections of the volume plot.
+The cost grows with its square: ligo.skymap's default (525 at 300 dpi)
+took ten minutes on two cores."""
+
+volume_plot_dpi = 100
+"""Resolution (dots per inch) of the volume PNG."""
+
+# --- Orchestrator: classification -----------------------------------------
+
+em_bright_ns_max_mass = 3.0
+"""Heaviest neutron star (solar masses): a lighter component counts as a
+neutron star for HasNS."""
+
+em_bright_mass_gap_max = 5.0
+"""Upper edge (solar masses) of the mass gap between neutron stars and
+black holes (HasMassGap)."""
+
+em_bright_ns_radius = 12.0
+"""Neutron-star radius (km) assumed in the remnant-mass fit (HasRemnant)."""
+
+em_bright_mchirp_fractional_error = 0.01
+"""Fractional standard deviation of the chirp mass about the template's,
+in the HasNS/HasRemnant sampling."""
+
+em_bright_eta_error = 0.02
+"""Standard deviation of the symmetric mass ratio about the template's,
+in the HasNS/HasRemnant sampling."""
+
+em_bright_samples = 10000
+"""Number of mass samples drawn for HasNS/HasRemnant."""
+
+p_astro_far_threshold = 1 / (30 * 86400)
+"""FAR (Hz) at the threshold of the searches, FAR* in the p_astro model:
+the background density of a candidate is its FAR over this."""
+
+p_astro_snr_threshold = 8.5
+"""Network SNR at the threshold of the searches, rho* in the p_astro
+model's uniform-in-volume foreground density."""
+
+# --- External triggers and RAVEN ------------------------------------------
 
 raven_coincidence_window_grb_cbc = (-5.0, 1.0)
 """Coincidence window (s) of a GRB with a CBC superevent: they coincide
@@ -292,19 +472,28 @@ external_skymap_max_error_radius = 180.0
 with a radius of 0 (no position yet, e.g. the first Fermi GBM alert) or of
 this value or more (SNEWS sends 360, meaning none) get no sky map."""
 
-# --- GraceDB server -------------------------------------------------------
+# --- Mock events ----------------------------------------------------------
 
-gracedb_timeout = 60
-"""Seconds that a GraceDB task waits for an answer before it counts the
-request as failed (and retries it)."""
+mock_events_interval = None
+"""Seconds between simulated CBC candidates uploaded by
+:func:`gwcelery.tasks.first2years.upload_event`; ``None`` uploads none.
+The ``local`` preset sets it; production presets never do."""
 
-gracedb_max_retries = 10
-"""How many times a GraceDB task is retried when GraceDB cannot be
-reached, times out or answers 502, 503 or 504."""
+mock_grb_interval = None
+"""Seconds between simulated GRB notices that
+:func:`gwcelery.tasks.first2years.inject_grb` sends through the mock GCN
+server; ``None`` sends none."""
 
-gracedb_retry_backoff_max = 600
-"""Longest wait (s) between two tries of a GraceDB task; the waits double
-from about a second, with random jitter."""
+mock_grb_coincidence_probability = 0.0
+"""Probability that a mock event comes with a GRB notice 0.5 to 2 s after
+it (inside the GRB-CBC coincidence window)."""
+
+mock_gcn_queue_key = 'gcn:mock:notices'
+"""Redis key of the notices queued for the mock GCN server (``gwcelery
+mock-gcn-server``), which the local deployment's GCN listener connects to
+instead of NASA's."""
+
+# --- Local GraceDB server (gwcelery gracedb-server) -----------------------
 
 gracedb_server_host = '127.0.0.1'
 """Address on which ``gwcelery gracedb-server`` listens."""
@@ -357,185 +546,6 @@ gracedb_server_passwords_file = None
 """If not ``None``, a file of ``USER PASSWORD`` lines: Basic credentials
 must match a line and a Bearer token must equal one of the passwords
 (requests with no credentials stay anonymous)."""
-
-# --- Orchestrator ---------------------------------------------------------
-
-superevent_clean_up_timeout = 270.0
-"""Seconds after the preliminary alert during which the orchestrator
-watches the superevent: if its preferred event changed in that time, a
-second preliminary notice with the new event's products follows at the
-end of it."""
-
-preliminary_alert_timeout = 120.0
-"""Seconds after a superevent appears by which its preliminary alert goes
-out even if no EM_READY label came (e.g. because the localisation of the
-preferred event failed): the alert then carries the products that exist,
-without a sky map if need be. It must exceed the usual BAYESTAR time."""
-
-bayestar_f_low = 30.0
-"""Low-frequency cutoff (Hz) of the BAYESTAR likelihood."""
-
-bayestar_waveform = 'IMRPhenomD'
-"""Waveform approximant of the BAYESTAR templates. IMRPhenomD (aligned
-spins, inspiral-merger-ringdown, closed form) suits BNS to BBH.
-ligo.skymap's default, ``'o2-uberbank'``, picks SEOBNRv4_ROM above 4 solar
-masses, whose data file the PyPI lalsuite does not ship: BAYESTAR then
-fails for every NSBH and BBH."""
-
-bayestar_enable_snr_series = True
-"""Use the SNR time series that pipelines upload in ``coinc.xml`` (when
-present) rather than the template autocorrelation."""
-
-bayestar_omp_threads = None
-"""OpenMP threads for BAYESTAR; ``None`` means every core the openmp
-worker may use."""
-
-skymap_plot_dpi = 100
-"""Resolution (dots per inch) of the all-sky PNG."""
-
-volume_plot_resolution = 64
-"""Pixels along each side of the three projections of the volume plot.
-The cost grows with its square: ligo.skymap's default (525 at 300 dpi)
-took ten minutes on two cores."""
-
-volume_plot_dpi = 100
-"""Resolution (dots per inch) of the volume PNG."""
-
-em_bright_ns_max_mass = 3.0
-"""Heaviest neutron star (solar masses): a lighter component counts as a
-neutron star for HasNS."""
-
-em_bright_mass_gap_max = 5.0
-"""Upper edge (solar masses) of the mass gap between neutron stars and
-black holes (HasMassGap)."""
-
-em_bright_ns_radius = 12.0
-"""Neutron-star radius (km) assumed in the remnant-mass fit (HasRemnant)."""
-
-em_bright_mchirp_fractional_error = 0.01
-"""Fractional standard deviation of the chirp mass about the template's,
-in the HasNS/HasRemnant sampling."""
-
-em_bright_eta_error = 0.02
-"""Standard deviation of the symmetric mass ratio about the template's,
-in the HasNS/HasRemnant sampling."""
-
-em_bright_samples = 10000
-"""Number of mass samples drawn for HasNS/HasRemnant."""
-
-p_astro_far_threshold = 1 / (30 * 86400)
-"""FAR (Hz) at the threshold of the searches, FAR* in the p_astro model:
-the background density of a candidate is its FAR over this."""
-
-p_astro_snr_threshold = 8.5
-"""Network SNR at the threshold of the searches, rho* in the p_astro
-model's uniform-in-volume foreground density."""
-
-voevent_ivorn_prefix = 'ivo://gwnet/LVC#'
-"""IVORN of the VOEvents we author, up to the ``#`` before
-``{superevent_id}-{N}-{AlertType}``."""
-
-# --- Listeners ------------------------------------------------------------
-
-eternal_lock_ttl = 15.0
-"""Seconds that the singleton lock of an eternal task (the listeners)
-lives unless renewed. The running task renews it every third of that
-time; when a copy dies unseen (e.g. its whole worker is SIGKILLed), Beat
-starts the next one at most this long afterwards. (A copy whose death the
-worker sees is replaced within about a second.)"""
-
-listener_reconnect_delay_min = 1.0
-"""First delay (s) before a listener reconnects to its peer (GCN server,
-XMPP server, Redis) after a failure; the delay doubles at each failure in
-a row up to :obj:`listener_reconnect_delay_max`."""
-
-listener_reconnect_delay_max = 60.0
-"""Longest delay (s) between two reconnection attempts of a listener."""
-
-gcn_listen_ivorn = 'ivo://gwcelery/listen'
-"""IVORN by which :func:`gwcelery.tasks.gcn.listen` signs its ``ack`` and
-``iamalive`` replies."""
-
-gcn_listen_timeout = 150.0
-"""Seconds without any packet from the GCN server (which sends
-``iamalive`` every minute) after which :func:`gwcelery.tasks.gcn.listen`
-takes the connection for dead and reconnects."""
-
-gcn_max_packet_size = 16 * 2**20
-"""Largest VOEvent Transport packet (bytes) that either end accepts; a
-larger length prefix means a corrupt stream, and the connection is
-dropped."""
-
-gcn_broker_queue_key = 'gcn:broker:voevents'
-"""Redis key (in the broker's Redis) of the stream of VOEvents queued by
-:func:`gwcelery.tasks.gcn.send`; the clients' cursors are in the hash
-``<key>:cursors``."""
-
-gcn_broker_queue_max_length = 10000
-"""About how many VOEvents the queue keeps (the oldest are trimmed)."""
-
-gcn_broker_queue_max_age = 86400.0
-"""Seconds after which a queued VOEvent is no longer sent to a client
-that connects (or reconnects) late: GCN wants fresh notices."""
-
-gcn_broker_ivorn = 'ivo://gwcelery/broker'
-"""IVORN by which :func:`gwcelery.tasks.gcn.broker` signs its
-``iamalive`` messages."""
-
-gcn_broker_iamalive_interval = 60.0
-"""Seconds without traffic after which the broker sends a client an
-``iamalive`` (GCN's own servers use 60 s)."""
-
-gcn_broker_reply_timeout = 60.0
-"""Seconds that the broker waits for a client's ``ack`` of a VOEvent or
-reply to an ``iamalive``; a client that does not answer in time is
-disconnected (an unacknowledged VOEvent is sent again when it
-reconnects)."""
-
-lvalert_redis_channel_prefix = 'lvalert:'
-"""Prefix of the Redis pub/sub channels of the ``'redis'`` alert
-transport: node ``cbc_gstlal`` is channel ``lvalert:cbc_gstlal``."""
-
-lvalert_port = None
-"""Port of the XMPP server; ``None`` means the standard way (DNS SRV
-records of :obj:`lvalert_host`, else port 5222)."""
-
-lvalert_netrc = None
-"""netrc file with the listener's XMPP account (``machine <lvalert_host>
-login USER password PW``); ``None`` means ``$NETRC`` or ``~/.netrc``."""
-
-lvalert_ca_certs = None
-"""CA bundle that verifies the XMPP server's certificate (e.g. a local
-prosody's self-signed one); ``None`` means sleek-lvalert's own bundle."""
-
-lvalert_keepalive_interval = 60.0
-"""Seconds between XMPP pings (XEP-0199) by the listener; a ping without
-answer within as long makes it reconnect."""
-
-lvalert_resubscribe_interval = 10.0
-"""Seconds between the XMPP listener's attempts to subscribe to nodes that
-do not exist yet (or refused the subscription)."""
-
-# --- HTCondor -------------------------------------------------------------
-
-task_acks_late = False
-"""Acknowledge a task's message when a worker starts the task (Celery's
-default), not when it finishes. A task opts in with ``acks_late=True`` in
-its decorator when running it twice is harmless (e.g. the superevent
-handler): its message then stays with the broker until the task ends, so a
-task cut short by the worker's death (a crash, a lost node, HTCondor's
-SIGKILL when a job outlives its stop timeout) is delivered again, by Redis
-after ``broker_transport_options['visibility_timeout']``. Not global: a
-task with outside effects (sending a GCN notice) must not run twice, and
-the eternal tasks are restarted by Beat, not redelivered. A job removed
-or held gracefully never needs it: SIGTERM makes the worker finish its
-running tasks and hand its reserved messages back. See
-:doc:`htcondor`."""
-
-worker_cancel_long_running_tasks_on_connection_loss = True
-"""When a worker loses its broker connection, cancel its running tasks
-that acknowledge late: the broker will deliver their messages again, and
-letting the first copy run on would do the work twice."""
 
 # --- Health check (gwcelery nagios) ---------------------------------------
 
