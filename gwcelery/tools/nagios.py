@@ -24,6 +24,7 @@ from kombu.transport.redis import PRIORITY_STEPS, Channel
 from kombu.utils.url import maybe_sanitize_url
 
 from ..util.eternal import read_heartbeat
+from ..util.voevent_broker import allowed_addresses
 
 #: The eternal listeners whose loops must be alive.
 LISTENERS = ('gwcelery.tasks.gcn.listen', 'gwcelery.tasks.gcn.broker',
@@ -214,8 +215,6 @@ def check_voevent_broker(address, port, accept_addresses, timeout):
     one, to which it may send a queued VOEvent; this check closes it
     without acknowledging, so the VOEvent stays queued for GCN.
     """
-    from ..tasks.gcn import allowed_addresses
-
     host = {'': '127.0.0.1', '0.0.0.0': '127.0.0.1',
             '::': '::1'}.get(address, address)
     where = f'VOEvent broker {host}:{port}'
