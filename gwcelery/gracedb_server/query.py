@@ -284,6 +284,27 @@ class Parser:
         clauses.extend(self.defaults())
         return ' AND '.join(clauses) or '1', self.params
 
+    def term(self):
+        """One term: ``key: value``, a bare word that the query language
+        gives a meaning (:meth:`word_term`), or an attribute comparison."""
+        token = self.peek()
+        if token.kind == 'key':
+            return self.key_term(self.next().text)
+        if token.kind == 'word':
+            clause = self.word_term(token.text)
+            if clause is not None:
+                return clause
+        return self.expression()
+
+    def key_term(self, key):
+        """The clause of the term ``key: ...``."""
+        raise NotImplementedError
+
+    def word_term(self, text):
+        """The clause of a term starting with the bare word ``text``, or
+        ``None`` if the word means nothing by itself."""
+        raise NotImplementedError
+
     def defaults(self):
         return []
 
@@ -326,27 +347,22 @@ class EventQuery(Parser):
                     f'{self.bind(int(last.group(2)))}')
         return f'events.id = {self.bind(int(match.group(2)))}'
 
-    def term(self):
-        token = self.peek()
-        if token.kind == 'key':
-            return self.key_term(self.next().text)
-        if token.kind == 'word':
-            text = token.text
-            if text.lower() == 'hasfar':
-                self.next()
-                return 'events.far IS NOT NULL'
-            if _number(text) is not None and not self.at('op', offset=1):
-                return self.range_term('events.gpstime')
-            if GRACEID_TERM_RE.match(text):
-                return self.graceid_term()
-            for column, vocabulary, what in (
-                    ('events.grp', GROUPS, 'group'),
-                    ('events.pipeline', PIPELINES, 'pipeline'),
-                    ('events.search', SEARCHES, 'search')):
-                if (self.match_name(text, vocabulary) is not None
-                        and not self.at('op', offset=1)):
-                    return self.names_term(column, vocabulary, what)
-        return self.expression()
+    def word_term(self, text):
+        if text.lower() == 'hasfar':
+            self.next()
+            return 'events.far IS NOT NULL'
+        if _number(text) is not None and not self.at('op', offset=1):
+            return self.range_term('events.gpstime')
+        if GRACEID_TERM_RE.match(text):
+            return self.graceid_term()
+        for column, vocabulary, what in (
+                ('events.grp', GROUPS, 'group'),
+                ('events.pipeline', PIPELINES, 'pipeline'),
+                ('events.search', SEARCHES, 'search')):
+            if (self.match_name(text, vocabulary) is not None
+                    and not self.at('op', offset=1)):
+                return self.names_term(column, vocabulary, what)
+        return None
 
     def key_term(self, key):
         if key in ('gid', 'graceid', 'id'):
@@ -457,19 +473,14 @@ class SupereventQuery(Parser):
             raise QueryError(f'Invalid graceid {text!r}')
         return int(match.group(2))
 
-    def term(self):
-        token = self.peek()
-        if token.kind == 'key':
-            return self.key_term(self.next().text)
-        if token.kind == 'word':
-            text = token.text
-            if _number(text) is not None and not self.at('op', offset=1):
-                return self.range_term('superevents.t_0')
-            if SUPEREVENT_ID_RE.match(text) or GW_ID_RE.match(text):
-                return self.id_term()
-            if self.category_code(text) is not None:
-                return self.category_term()
-        return self.expression()
+    def word_term(self, text):
+        if _number(text) is not None and not self.at('op', offset=1):
+            return self.range_term('superevents.t_0')
+        if SUPEREVENT_ID_RE.match(text) or GW_ID_RE.match(text):
+            return self.id_term()
+        if self.category_code(text) is not None:
+            return self.category_term()
+        return None
 
     def key_term(self, key):
         if key in ('id', 'superevent_id', 'superevent', 'gw_id'):

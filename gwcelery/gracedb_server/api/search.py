@@ -43,13 +43,19 @@ def _page_links(start, count, total, next_when_done):
     return links
 
 
+def _search(search):
+    """``(start, count, page, total)`` of ``search`` (a store method) run
+    with the request's ``query``, ``sort``, ``start`` and ``count``."""
+    start, count = _page_arguments()
+    page, total = search(request.args.get('query', ''),
+                         request.args.get('sort', ''), start, count)
+    return start, count, page, total
+
+
 @blueprint.route('/events', methods=['GET'])
 def events_search():
     """Events matching ``query``, optionally only some ``columns``."""
-    start, count = _page_arguments()
-    events, total = store().search_events(
-        request.args.get('query', ''), request.args.get('sort', ''), start,
-        count)
+    start, count, events, total = _search(store().search_events)
     columns = [c for c in request.args.get('columns', '').split(',') if c]
     if columns:
         events = [{key: event.get(key) for key in columns}
@@ -62,10 +68,7 @@ def events_search():
 @blueprint.route('/superevents', methods=['GET'])
 def superevents_search():
     """Superevents matching ``query``."""
-    start, count = _page_arguments()
-    superevents, total = store().search_superevents(
-        request.args.get('query', ''), request.args.get('sort', ''), start,
-        count)
+    start, count, superevents, total = _search(store().search_superevents)
     links = _page_links(start, count, total, True)
     links['previous'] = None if start == 0 else _page_url(
         count, max(0, start - count))

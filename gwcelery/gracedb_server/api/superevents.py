@@ -19,9 +19,11 @@ def _event_reference(graceid):
     return {'self': store().event_url(graceid), 'graceid': graceid}
 
 
-def _event_references(graceids):
-    """References (URL and graceid) to events of a superevent."""
-    return [_event_reference(graceid) for graceid in graceids]
+def _event_list(key, graceids):
+    """The response listing some events of a superevent under ``key``."""
+    events = [_event_reference(graceid) for graceid in graceids]
+    return json_response({key: events, 'numRows': len(events),
+                          'links': {'self': request.url}})
 
 
 @blueprint.route('/superevents', methods=['POST'])
@@ -50,6 +52,8 @@ def superevent_get(superevent_id):
 def superevent_update(superevent_id):
     """Change the parameters that the request gives."""
     fields = RequestFields()
+    # A missing superevent is a 404 whatever the fields, as in GraceDB.
+    store().superevent_row(superevent_id)
     values = {key: to_float(fields.get(key), key,
                             required=key.startswith('t_'))
               for key in NUMERIC_PARAMETERS if key in fields}
@@ -64,9 +68,7 @@ def superevent_update(superevent_id):
 @blueprint.route('/superevents/<superevent_id>/events', methods=['GET'])
 def superevent_event_list(superevent_id):
     """The member events."""
-    events = _event_references(store().superevent_events(superevent_id))
-    return json_response({'events': events, 'numRows': len(events),
-                          'links': {'self': request.url}})
+    return _event_list('events', store().superevent_events(superevent_id))
 
 
 @blueprint.route('/superevents/<superevent_id>/events', methods=['POST'])
@@ -101,11 +103,8 @@ def superevent_event_remove(superevent_id, graceid):
                  methods=['GET'])
 def pipeline_preferred_list(superevent_id):
     """The preferred event of each pipeline."""
-    events = _event_references(
-        store().pipeline_preferred_events(superevent_id))
-    return json_response({'pipeline_preferred_events': events,
-                          'numRows': len(events),
-                          'links': {'self': request.url}})
+    return _event_list('pipeline_preferred_events',
+                       store().pipeline_preferred_events(superevent_id))
 
 
 @blueprint.route('/superevents/<superevent_id>/pipeline_preferred_events',
