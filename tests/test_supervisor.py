@@ -10,6 +10,7 @@ import threading
 import time
 
 import psutil
+import pytest
 
 from gwcelery.util.supervisor import Child, Supervisor
 
@@ -148,3 +149,33 @@ def test_a_child_whose_parent_died_before_prctl_kills_itself():
     result = subprocess.run([sys.executable, '-c', script],
                             capture_output=True, text=True, timeout=30)
     assert result.stdout.strip() == str(int(signal.SIGKILL)), result.stderr
+
+
+@pytest.mark.integration
+def test_busy_pool_process_dies_with_its_killed_worker(start_worker,
+                                                       broker_app):
+    """The supervisor's grandchildren: a worker's pool process in the
+    middle of a long task goes when the worker is SIGKILLed (as by the
+    supervisor's death), rather than when its task ends. (Celery's
+    prefork pool sets PR_SET_PDEATHSIG in each pool process.)"""
+    from . import supervisor_tasks
+
+    worker = start_worker('busy', 'celery', '--include',
+                          'tests.supervisor_tasks', '--concurrency', '1')
+    supervisor_tasks.sleep_for.delay(120)
+    destination = [f'busy@{os.uname().nodename}']
+    pool_pid = None
+    deadline = time.monotonic() + 30
+    while pool_pid is None and time.monotonic() < deadline:
+        active = broker_app.control.inspect(
+            destination=destination, timeout=1).active() or {}
+        tasks = [task for tasks in active.values() for task in tasks]
+        pool_pid = tasks[0]['worker_pid'] if tasks else None
+    assert pool_pid, 'the task did not start'
+    pool = psutil.Process(pool_pid)
+    try:
+        worker.process.kill()
+        worker.process.wait()
+        assert wait_gone([pool], timeout=5) == []
+    finally:
+        kill_all([pool])

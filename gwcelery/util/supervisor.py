@@ -4,8 +4,9 @@ The process manager behind ``gwcelery local``. Every child asks the kernel
 (Linux ``prctl(PR_SET_PDEATHSIG)``) for a signal when the supervisor dies,
 so that no child outlives it, however it ends (even SIGKILL). A Celery
 worker's pool processes, the supervisor's grandchildren, go with their
-worker (see :mod:`gwcelery.util.eternal`), and an orderly stop also kills
-whatever is left in each child's process group.
+worker: Celery's prefork pool asks the kernel for the same on their
+behalf. An orderly stop also kills whatever is left in each child's
+process group.
 """
 
 import ctypes
