@@ -413,10 +413,11 @@ def superevent_role(superevent_id):
     return 'observation' if category == 'Production' else 'test'
 
 
-def build_voevent(filename, superevent, skymap_filename, em_bright_json,
-                  p_astro_json):
+def build_notice(filename, superevent, skymap_filename, em_bright_json,
+                 p_astro_json):
     """Write our VOEvent for GraceDB's record ``filename``
-    (``{superevent_id}-{N}-{AlertType}.xml``) and validate it."""
+    (``{superevent_id}-{N}-{AlertType}.xml``) in the LVK format
+    (:func:`gwcelery.voevent.build`) and validate it."""
     superevent_id = superevent['superevent_id']
     _, serial_number, alert_type = filename[:-len('.xml')].rsplit('-', 2)
     event = superevent['preferred_event_data']
@@ -449,13 +450,13 @@ def build_voevent(filename, superevent, skymap_filename, em_bright_json,
 def send_voevent(filename, superevent, skymap_filename, em_bright_json,
                  p_astro_json):
     """Build our VOEvent for GraceDB's record ``filename``
-    (:func:`build_voevent`); send it to GCN; upload it to the superevent
+    (:func:`build_notice`); send it to GCN; upload it to the superevent
     as the latest version of ``filename``, so that GraceDB serves exactly
     what GCN received; label GCN_PRELIM_SENT; then
     :func:`followup_products`."""
     superevent_id = superevent['superevent_id']
-    payload = build_voevent(filename, superevent, skymap_filename,
-                            em_bright_json, p_astro_json)
+    payload = build_notice(filename, superevent, skymap_filename,
+                           em_bright_json, p_astro_json)
     chain(
         gcn.send.si(payload),
         gracedb.upload.si(payload, filename, superevent_id,
