@@ -14,7 +14,7 @@ module of this package:
 
 The store takes typed values (numbers, category codes); reading them from
 a request, and the 400s that go with it, is the HTTP layer's
-(:mod:`..fields`).
+(:mod:`gwcelery.gracedb_server.fields`).
 """
 
 from .events import Events

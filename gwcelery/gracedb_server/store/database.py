@@ -4,7 +4,7 @@ the alert outbox.
 Every change runs in one SQLite transaction (:meth:`Database.transaction`)
 under a process-wide write lock; the alerts a change causes are written to
 the ``outbox`` table in the same transaction and published by
-:mod:`..alerts` only once it has been committed.
+:mod:`gwcelery.gracedb_server.alerts` only once it has been committed.
 """
 
 import contextlib

@@ -1,5 +1,5 @@
 """Searches of events and superevents with GraceDB's query language
-(compiled to SQL by :mod:`..query`), sorted and paged."""
+(compiled to SQL by :mod:`gwcelery.gracedb_server.query`), sorted and paged."""
 
 import sqlite3
 
