@@ -334,4 +334,4 @@ def test_the_command_with_everything_down_is_quick(tmp_path):
     # checked, not skipped.
     assert 'gcn.listen: cannot read its lock' in lines[0]
     assert '2 checks skipped' in lines[0]
-    assert elapsed < 10
+    assert elapsed < 30  # about 3 s on an idle machine, import included
