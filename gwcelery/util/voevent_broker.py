@@ -6,8 +6,7 @@ The pipeline's broker (:func:`gwcelery.tasks.gcn.broker`, which GCN's
 receiver connects to), the mock GCN server of the local deployment
 (``gwcelery mock-gcn-server``) and the eager ``gwcelery local`` all run
 :func:`serve_queue`. Nothing here imports the Celery application or a task
-module: the callers pass the settings (``app.conf``, or any mapping with
-the ``broker_url`` and ``gcn_*`` settings of :mod:`gwcelery.conf`), read
+module: the callers pass the application's settings (``app.conf``), read
 when a queue is opened or a client connects.
 
 The queue (:class:`VOEventQueue`) is a Redis *stream* (key
@@ -79,9 +78,10 @@ class VOEventQueue:
 
     Parameters
     ----------
-    conf : mapping
-        The settings: ``broker_url`` (the Redis server) and the
-        ``gcn_broker_queue_*`` settings.
+    conf : celery.app.utils.Settings
+        The application's settings (``app.conf``): its ``broker_url`` (the
+        Redis server; ``CELERY_BROKER_URL`` in the environment wins, as
+        for Celery itself) and the ``gcn_broker_queue_*`` settings.
     key : str or None
         The stream's key; by default
         :obj:`~gwcelery.conf.gcn_broker_queue_key`.
@@ -89,7 +89,7 @@ class VOEventQueue:
 
     def __init__(self, conf, key=None):
         self.redis = redis.Redis.from_url(
-            conf['broker_url'], decode_responses=False,
+            conf.broker_url, decode_responses=False,
             socket_timeout=30, socket_connect_timeout=10)
         self.key = key or conf['gcn_broker_queue_key']
         self.cursors_key = self.key + ':cursors'
