@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from gwcelery.util import gcn_notices
-from gwcelery.util.gcn_notices import NoticeError
+from gwcelery.external import notices
+from gwcelery.external.notices import NoticeError
 
 from .conftest import DATA_DIR
 
@@ -61,7 +61,7 @@ def test_every_sample_is_covered():
 def test_parse_sample(name):
     (pipeline, search, trigger_id, gpstime, position, role, not_grb,
      notice_type) = EXPECTED[name]
-    notice = gcn_notices.parse(read(name))
+    notice = notices.parse(read(name))
     assert notice.pipeline == pipeline
     assert notice.search == search
     assert notice.trigger_id == trigger_id
@@ -84,7 +84,7 @@ def test_parse_sample(name):
 
 
 def test_fermi_noise_classification():
-    notice = gcn_notices.parse(read('fermi_noise_gcn.xml'))
+    notice = notices.parse(read('fermi_noise_gcn.xml'))
     assert notice.classification == 'terrestrial gamma-ray flash (100%)'
     assert notice.not_grb
 
@@ -93,10 +93,10 @@ def test_fermi_grb_classification_below_half_is_not_a_grb():
     payload = read('fermi_noise_gcn.xml').replace(
         b'name="Most_Likely_Index"     value="19"',
         b'name="Most_Likely_Index"     value="4"')
-    assert not gcn_notices.parse(payload).not_grb
+    assert not notices.parse(payload).not_grb
     payload = payload.replace(b'name="Most_Likely_Prob"      value="100"',
                               b'name="Most_Likely_Prob"      value="30"')
-    notice = gcn_notices.parse(payload)
+    notice = notices.parse(payload)
     assert notice.classification == 'GRB (30%)'
     assert notice.not_grb
 
@@ -105,11 +105,11 @@ def test_def_not_a_grb_flag():
     payload = read('swift_grb_gcn.xml').replace(
         b'name="Def_NOT_a_GRB"            value="false"',
         b'name="Def_NOT_a_GRB"            value="true"')
-    assert gcn_notices.parse(payload).not_grb
+    assert notices.parse(payload).not_grb
 
 
 def test_notice_date_orders_updates():
-    assert gcn_notices.parse(read('fermi_grb_gcn.xml')).date == (
+    assert notices.parse(read('fermi_grb_gcn.xml')).date == (
         '2018-05-24T18:35:45')
 
 
@@ -134,4 +134,4 @@ def test_notice_date_orders_updates():
 ])
 def test_malformed_notices(payload, message):
     with pytest.raises(NoticeError, match=message):
-        gcn_notices.parse(payload)
+        notices.parse(payload)

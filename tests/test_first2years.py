@@ -16,8 +16,9 @@ from igwn_ligolw import lsctables, utils
 from igwn_ligolw.ligolw import LIGOLWContentHandler
 
 from gwcelery import app
+from gwcelery.external import notices
 from gwcelery.tasks import first2years, gracedb
-from gwcelery.util import gcn_notices, voevent_transport
+from gwcelery.util import voevent_transport
 from gwcelery.util.redis_server import free_port
 
 
@@ -84,7 +85,7 @@ def test_mock_grb_notice_parses_as_a_new_fermi_grb():
     gpstime = 1400000123.25
     notice = first2years.mock_grb_notice(gpstime, ra=12.5, dec=-45.25,
                                          error_radius=4.0)
-    parsed = gcn_notices.parse(notice)
+    parsed = notices.parse(notice)
     assert parsed.pipeline == 'Fermi'
     assert parsed.search == 'GRB'
     assert parsed.gpstime == pytest.approx(gpstime, abs=0.01)
@@ -118,7 +119,7 @@ def test_injected_grb_reaches_a_gcn_client_through_the_mock_server(
         server.terminate()
         output = server.communicate(timeout=30)[0].decode()
     assert server.returncode == 0, output
-    parsed = gcn_notices.parse(payload)
+    parsed = notices.parse(payload)
     assert parsed.gpstime == pytest.approx(1400000000.0, abs=0.01)
 
 

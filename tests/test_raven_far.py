@@ -12,8 +12,8 @@ from ligo.skymap.io import fits
 from ligo.skymap.moc import nest2uniq
 
 from gwcelery import app
+from gwcelery.external import coincidence
 from gwcelery.tasks import external_skymaps, raven
-from gwcelery.util import coincidence
 
 YEAR = 365 * 86400
 

@@ -14,17 +14,15 @@ from gcn import NoticeType
 #: GraceDB pipeline and search of each notice type that the pipeline
 #: turns into an External event.
 PIPELINE_AND_SEARCH = {
-    NoticeType.FERMI_GBM_ALERT: ('Fermi', 'GRB'),
-    NoticeType.FERMI_GBM_FLT_POS: ('Fermi', 'GRB'),
-    NoticeType.FERMI_GBM_GND_POS: ('Fermi', 'GRB'),
-    NoticeType.FERMI_GBM_FIN_POS: ('Fermi', 'GRB'),
+    **dict.fromkeys((NoticeType.FERMI_GBM_ALERT, NoticeType.FERMI_GBM_FLT_POS,
+                     NoticeType.FERMI_GBM_GND_POS,
+                     NoticeType.FERMI_GBM_FIN_POS), ('Fermi', 'GRB')),
     NoticeType.FERMI_GBM_SUBTHRESH: ('Fermi', 'SubGRB'),
-    NoticeType.SWIFT_BAT_GRB_POS_ACK: ('Swift', 'GRB'),
-    NoticeType.SWIFT_BAT_QL_POS: ('Swift', 'GRB'),
-    NoticeType.INTEGRAL_SPIACS: ('INTEGRAL', 'GRB'),
-    NoticeType.INTEGRAL_WAKEUP: ('INTEGRAL', 'GRB'),
-    NoticeType.INTEGRAL_REFINED: ('INTEGRAL', 'GRB'),
-    NoticeType.INTEGRAL_OFFLINE: ('INTEGRAL', 'GRB'),
+    **dict.fromkeys((NoticeType.SWIFT_BAT_GRB_POS_ACK,
+                     NoticeType.SWIFT_BAT_QL_POS), ('Swift', 'GRB')),
+    **dict.fromkeys((NoticeType.INTEGRAL_SPIACS, NoticeType.INTEGRAL_WAKEUP,
+                     NoticeType.INTEGRAL_REFINED,
+                     NoticeType.INTEGRAL_OFFLINE), ('INTEGRAL', 'GRB')),
     NoticeType.SNEWS: ('SNEWS', 'Supernova'),
 }
 

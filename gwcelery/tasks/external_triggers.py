@@ -19,7 +19,7 @@ from celery import chain
 from celery.utils.log import get_task_logger
 
 from .. import app
-from ..util import gcn_notices
+from ..external import notices
 from . import external_skymaps, gcn, gracedb, raven
 
 log = get_task_logger(__name__)
@@ -32,7 +32,7 @@ EVENT_FILENAME = 'initial.data'
 first upload and every replacement)."""
 
 NOTICE_TYPES = tuple(gcn.NoticeType(notice_type)
-                     for notice_type in gcn_notices.PIPELINE_AND_SEARCH)
+                     for notice_type in notices.PIPELINE_AND_SEARCH)
 """The GCN notice types that :func:`handle` receives."""
 
 
@@ -50,8 +50,8 @@ def event_query(notice):
 
 def _parse_or_none(payload, max_error_radius):
     try:
-        return gcn_notices.parse(payload, max_error_radius)
-    except gcn_notices.NoticeError:
+        return notices.parse(payload, max_error_radius)
+    except notices.NoticeError:
         return None
 
 
@@ -122,9 +122,9 @@ def handle(payload):
     for a notice that is rejected (malformed) or not recorded (test).
     """
     try:
-        notice = gcn_notices.parse(
+        notice = notices.parse(
             payload, app.conf['external_skymap_max_error_radius'])
-    except gcn_notices.NoticeError as e:
+    except notices.NoticeError as e:
         log.error('Rejected a GCN notice (%d bytes): %s', len(payload), e)
         return None
     if notice.role != 'observation':

@@ -6,9 +6,9 @@ looks for External events (GRBs, supernova neutrinos) in the coincidence
 windows, for a new or updated External event it looks for superevents. Each
 match is handled by the canvas of :func:`coincidence_canvas`: fetch both
 objects and their sky maps, compute the coincidence FARs
-(:mod:`gwcelery.util.coincidence`), then :func:`record_coincidence` links the
-external event to the superevent, writes the FARs, labels ``EM_COINC`` (and
-``RAVEN_ALERT`` when significant) and logs on both.
+(:mod:`gwcelery.external.coincidence`), then :func:`record_coincidence`
+links the external event to the superevent, writes the FARs, labels
+``EM_COINC`` (and ``RAVEN_ALERT`` when significant) and logs on both.
 """
 
 import json
@@ -18,7 +18,7 @@ from celery import chain, group
 from celery.utils.log import get_task_logger
 
 from .. import app
-from ..util import coincidence
+from ..external import coincidence
 from . import external_skymaps, gracedb, lvalert, superevents
 
 log = get_task_logger(__name__)
