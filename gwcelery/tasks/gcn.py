@@ -20,6 +20,7 @@ The queue and the server are :mod:`gwcelery.util.voevent_broker`, which
 the local deployment's mock GCN server runs too.
 """
 
+import logging
 import socket
 import time
 
@@ -178,6 +179,22 @@ def _receive(task, sock, backoff):
             vtp.send_packet(sock, reply)
 
 
+def _open_with_backoff(task, open_socket, address, backoff, level, failure):
+    """Return ``open_socket(address)``, trying again after each
+    :exc:`OSError` (logged at `level` as `failure` followed by the address
+    and the reason) with the backoff's next delay; ``None`` once the task
+    is aborted."""
+    while not task.is_aborted():
+        try:
+            return open_socket(address)
+        except OSError as exc:
+            delay = backoff.next()
+            log.log(level, '%s %s:%d (%s); retrying in %.0f s', failure,
+                    *address, exc, delay)
+            wait_unless_aborted(task, delay)
+    return None
+
+
 @app.task(base=EternalTask, bind=True, shared=False)
 def listen(self):
     """Receive GCN notices and dispatch them to their handlers (eternal).
@@ -197,14 +214,11 @@ def listen(self):
     backoff = Backoff(conf['listener_reconnect_delay_min'],
                       conf['listener_reconnect_delay_max'])
     while not self.is_aborted():
-        try:
-            sock = socket.create_connection(address, timeout=10)
-        except OSError as exc:
-            delay = backoff.next()
-            log.warning('GCN: cannot connect to %s:%d (%s); retrying in '
-                        '%.0f s', *address, exc, delay)
-            wait_unless_aborted(self, delay)
-            continue
+        sock = _open_with_backoff(
+            self, lambda address: socket.create_connection(address, 10),
+            address, backoff, logging.WARNING, 'GCN: cannot connect to')
+        if sock is None:
+            break
         log.info('GCN: connected to %s:%d', *address)
         try:
             with sock:
@@ -256,18 +270,11 @@ def _bind(task):
     address = (conf['gcn_bind_address'], int(conf['gcn_bind_port']))
     backoff = Backoff(conf['listener_reconnect_delay_min'],
                       conf['listener_reconnect_delay_max'])
-    while not task.is_aborted():
-        try:
-            server = open_server(address)
-        except OSError as exc:
-            delay = backoff.next()
-            log.error('GCN broker: cannot listen on %s:%d (%s); retrying '
-                      'in %.0f s', *address, exc, delay)
-            wait_unless_aborted(task, delay)
-            continue
+    server = _open_with_backoff(task, open_server, address, backoff,
+                                logging.ERROR, 'GCN broker: cannot listen on')
+    if server is not None:
         log.info('GCN broker: listening on %s:%d', *address)
-        return server
-    return None
+    return server
 
 
 @app.task(base=EternalTask, bind=True, shared=False)
