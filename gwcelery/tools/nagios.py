@@ -105,11 +105,9 @@ def check_workers(app, queues, timeout):
                 timeout=timeout, connection=conn).active_queues() or {}
     except (OSError, OperationalError, redis.RedisError) as exc:
         return Result(State.CRITICAL, f'cannot ask the workers ({exc})')
-    consumers = {}
-    for hostname, consumed in replies.items():
-        for queue in consumed:
-            consumers.setdefault(queue['name'], []).append(hostname)
-    missing = [queue for queue in queues if queue not in consumers]
+    consumed = {queue['name'] for worker_queues in replies.values()
+                for queue in worker_queues}
+    missing = [queue for queue in queues if queue not in consumed]
     if missing:
         answering = ', '.join(sorted(replies)) or 'none'
         return Result(State.CRITICAL,
