@@ -28,6 +28,8 @@ class EventQuery(Parser):
     }
 
     def attribute_column(self, attribute):
+        """The SQL column of an event attribute, or of an
+        ``extra_attributes`` entry (``ci.snr``; a list one as a tuple)."""
         prefix, dot, key = attribute.partition('.')
         if dot:
             table = ATTRIBUTE_ALIASES.get(prefix.lower())
@@ -40,6 +42,7 @@ class EventQuery(Parser):
         return super().attribute_column(attribute)
 
     def graceid_term(self):
+        """A graceid or a graceid range ``G1 .. G9``."""
         first = self.value_token()
         match = GRACEID_TERM_RE.match(first)
         if match is None:
@@ -119,6 +122,7 @@ class EventQuery(Parser):
         raise QueryError(f'Unknown query keyword {key + ":"!r}')
 
     def defaults(self):
+        """Leave out Test and MDC events unless the query mentions them."""
         lowered = self.text.lower()
         clauses = []
         if 'test' not in lowered:

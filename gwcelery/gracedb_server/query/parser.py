@@ -46,6 +46,9 @@ class QueryError(ValueError):
 
 
 class Token:
+    """A token of a query: its ``kind`` (a group name of
+    :data:`TOKEN_RE`) and its text."""
+
     __slots__ = ('kind', 'text')
 
     def __init__(self, kind, text):
@@ -57,6 +60,7 @@ class Token:
 
 
 def tokenize(text):
+    """The tokens of a query text; :class:`QueryError` where none matches."""
     tokens = []
     position = 0
     text = text.rstrip()
@@ -76,6 +80,7 @@ def tokenize(text):
 
 
 def number_or_none(text):
+    """The number that ``text`` spells, or ``None``."""
     try:
         return float(text)
     except ValueError:
@@ -114,10 +119,12 @@ class Parser:
     # --- token helpers ----------------------------------------------------
 
     def peek(self, offset=0):
+        """The token ``offset`` ahead, or ``None`` past the end."""
         index = self.position + offset
         return self.tokens[index] if index < len(self.tokens) else None
 
     def next(self):
+        """Consume and return the next token."""
         token = self.peek()
         if token is None:
             raise QueryError('Unexpected end of query')
@@ -125,17 +132,20 @@ class Parser:
         return token
 
     def at(self, kind, text=None, offset=0):
+        """Whether the token ``offset`` ahead is of ``kind`` (and ``text``)."""
         token = self.peek(offset)
         return (token is not None and token.kind == kind
                 and (text is None or token.text == text))
 
     def value_token(self):
+        """Consume a value (a word or a quoted string); return its text."""
         token = self.next()
         if token.kind not in ('word', 'string'):
             raise QueryError(f'Expected a value, not {token.text!r}')
         return token.text
 
     def bind(self, *values):
+        """Add SQL parameters; return their placeholders."""
         self.params.extend(values)
         return ', '.join('?' * len(values))
 
@@ -175,12 +185,15 @@ class Parser:
 
     @staticmethod
     def match_name(text, vocabulary):
+        """The name of ``vocabulary`` that ``text`` spells in any case, or
+        ``None``."""
         for name in vocabulary:
             if name.lower() == text.lower():
                 return name
         return None
 
     def boolean_term(self, column):
+        """A ``true``/``false`` value compared with ``column``."""
         value = self.value_token().lower()
         if value not in ('true', 'false', '1', '0', 'yes', 'no'):
             raise QueryError(f'Expected true or false, not {value!r}')
@@ -188,11 +201,13 @@ class Parser:
         return f'({column}) = {int(truth)}'
 
     def string_term(self, column):
+        """A value compared with ``column`` as text."""
         return f'{column} = {self.bind(self.value_token())}'
 
     # --- label and attribute expressions ----------------------------------
 
     def expression(self):
+        """Terms ORed with ``|``."""
         terms = [self.and_expression()]
         while self.at('punct', '|'):
             self.next()
@@ -201,6 +216,7 @@ class Parser:
             '(' + ' OR '.join(terms) + ')'
 
     def and_expression(self):
+        """Terms ANDed with ``&`` or ``,``."""
         terms = [self.unary()]
         while self.at('punct', '&') or self.at('punct', ','):
             self.next()
@@ -209,6 +225,7 @@ class Parser:
             '(' + ' AND '.join(terms) + ')'
 
     def unary(self):
+        """A negation, a parenthesised expression, a comparison or a label."""
         if self.at('punct', '~'):
             self.next()
             return f'NOT {self.unary()}'
@@ -231,6 +248,8 @@ class Parser:
                 f'{self.object_column} AND labels.name = {self.bind(label)})')
 
     def comparison(self, attribute):
+        """``attribute <op> value``, compared as a number where the value is
+        one."""
         operator = SQL_OPERATORS[self.next().text]
         token = self.next()
         if token.kind not in ('word', 'string'):
@@ -249,6 +268,7 @@ class Parser:
         return f'CAST({column} AS {cast}) {operator} {placeholder}'
 
     def attribute_column(self, attribute):
+        """The SQL column of an attribute that comparisons may name."""
         name = attribute.lower()
         if name in self.attributes:
             return self.attributes[name]
@@ -286,4 +306,5 @@ class Parser:
         raise NotImplementedError
 
     def defaults(self):
+        """Clauses added to every query (``[]``: none)."""
         return []

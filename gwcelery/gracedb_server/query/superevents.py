@@ -28,6 +28,7 @@ class SupereventQuery(Parser):
         self.has_category = False
 
     def category_term(self):
+        """One or more category names (ORed)."""
         names = []
         while self.at('word') or self.at('string'):
             code = self.category_code(self.peek().text)
@@ -42,12 +43,14 @@ class SupereventQuery(Parser):
 
     @staticmethod
     def category_code(text):
+        """The category code that ``text`` names, or ``None``."""
         for code, name in CATEGORIES.items():
             if text.lower() == name.lower():
                 return code
         return None
 
     def id_term(self):
+        """One or more superevent ids or GW ids (ORed)."""
         ids = [self.value_token()]
         while self.at('word') and (SUPEREVENT_ID_RE.match(self.peek().text)
                                    or GW_ID_RE.match(self.peek().text)):
@@ -55,7 +58,8 @@ class SupereventQuery(Parser):
         return (f'(superevents.superevent_id IN ({self.bind(*ids)}) OR '
                 f'superevents.gw_id IN ({self.bind(*ids)}))')
 
-    def eventnumber_or_none(self, text):
+    def event_number(self, text):
+        """The number of a graceid."""
         match = GRACEID_TERM_RE.match(text)
         if match is None:
             raise QueryError(f'Invalid graceid {text!r}')
@@ -78,18 +82,18 @@ class SupereventQuery(Parser):
         if key == 'category':
             return self.category_term()
         if key in ('event', 'events'):
-            numbers = [self.eventnumber_or_none(self.value_token())]
+            numbers = [self.event_number(self.value_token())]
             while self.at('word') and GRACEID_TERM_RE.match(self.peek().text):
-                numbers.append(self.eventnumber_or_none(self.next().text))
+                numbers.append(self.event_number(self.next().text))
             return (f'superevents.superevent_id IN (SELECT superevent FROM '
                     f'events WHERE id IN ({self.bind(*numbers)}))')
         if key == 'preferred_event':
-            first = self.eventnumber_or_none(self.value_token())
+            first = self.event_number(self.value_token())
             column = ('CAST(substr(superevents.preferred_event, 2) AS '
                       'INTEGER)')
             if self.at('range'):
                 self.next()
-                last = self.eventnumber_or_none(self.value_token())
+                last = self.event_number(self.value_token())
                 return (f'{column} BETWEEN {self.bind(first)} AND '
                         f'{self.bind(last)}')
             return f'{column} = {self.bind(first)}'
@@ -113,4 +117,5 @@ class SupereventQuery(Parser):
         raise QueryError(f'Unknown query keyword {key + ":"!r}')
 
     def defaults(self):
+        """Production superevents only, unless a category is given."""
         return [] if self.has_category else ["superevents.category = 'P'"]
