@@ -9,6 +9,7 @@ GraceDB pages in headless Chromium (screenshots in
 starts it again on the same data directory.
 """
 
+import json
 import os
 import queue
 import re
@@ -27,6 +28,7 @@ from gwcelery import voevent
 from gwcelery.util.redis_server import free_port
 
 from .browser import dump_dom, screenshot
+from .conftest import DATA_DIR
 
 pytestmark = pytest.mark.integration
 
@@ -39,6 +41,7 @@ class LocalDeployment:
     """``gwcelery local`` as a child process, its output in a queue."""
 
     def __init__(self, data_dir, *args):
+        self.data_dir = data_dir
         self.ports = {name: free_port() for name in
                       ('gracedb', 'flower', 'gcn')}
         argv = [sys.executable, '-m', 'gwcelery', 'local',
@@ -49,9 +52,11 @@ class LocalDeployment:
         env = {k: v for k, v in os.environ.items()
                if k not in ('CELERY_CONFIG_MODULE', 'CELERY_BROKER_URL',
                             'CELERY_RESULT_BACKEND')}
+        # Started from the data directory's parent, as a user would start
+        # it in the folder where it keeps ./gwcelery-local.
         self.process = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            text=True, env=env)
+            text=True, env=env, cwd=os.path.dirname(data_dir))
         self.lines = []
         self._queue = queue.Queue()
         threading.Thread(target=self._read, daemon=True).start()
@@ -116,7 +121,8 @@ def wait_for(predicate, timeout, interval=2.0):
 
 @pytest.fixture
 def deployment(tmp_path):
-    running = LocalDeployment(tmp_path / 'local', '--mock-interval', '600')
+    running = LocalDeployment(tmp_path / 'gwcelery-local',
+                              '--mock-interval', '600')
     yield running
     if running.process.poll() is None:
         running.process.kill()
@@ -175,7 +181,7 @@ def test_first_mock_event_becomes_a_preliminary_alert(deployment, tmp_path):
 
     status = subprocess.run(
         [sys.executable, '-m', 'gwcelery', 'local', '--status',
-         '--data-dir', str(tmp_path / 'local')],
+         '--data-dir', str(deployment.data_dir)],
         capture_output=True, text=True, timeout=60)
     assert status.returncode == 0, status.stdout + status.stderr
     assert 'DOWN' not in status.stdout
@@ -189,14 +195,63 @@ def test_first_mock_event_becomes_a_preliminary_alert(deployment, tmp_path):
     assert alive == []
 
     # State survives: a new start on the same data directory still has it.
-    again = LocalDeployment(tmp_path / 'local', '--no-mock')
+    again = LocalDeployment(deployment.data_dir, '--no-mock')
     try:
         again.wait_for_line(r'gwcelery local is up', timeout=180)
         gracedb = Client(again.gracedb_url, force_noauth=True)
-        assert gracedb.superevents[superevent_id].get()['labels'] == \
-            superevent['labels']
+        # Labels applied after the snapshot (EM_READY may follow a
+        # preliminary sent on its time-out) are there too.
+        labels = gracedb.superevents[superevent_id].get()['labels']
+        assert set(superevent['labels']) <= set(labels)
+        check_celery_commands_reach(again)
     finally:
         again.stop()
+
+
+def celery_command(cwd, *args, **env):
+    """Run ``gwcelery ARGS`` in `cwd` as a user's shell would, with no
+    configuration in the environment but `env`."""
+    environ = {k: v for k, v in os.environ.items()
+               if k not in ('CELERY_CONFIG_MODULE', 'CELERY_BROKER_URL',
+                            'CELERY_RESULT_BACKEND', 'GWCELERY_LOCAL_DIR')}
+    return subprocess.run([sys.executable, '-m', 'gwcelery', *args],
+                          cwd=cwd, env={**environ, **env},
+                          capture_output=True, text=True, timeout=120)
+
+
+def check_celery_commands_reach(deployment):
+    """Celery's own commands, run in a second terminal, reach the running
+    deployment: from its folder with nothing set, or from anywhere with
+    ``GWCELERY_LOCAL_DIR``. ``gwcelery call gwcelery.tasks.gcn.send``
+    delivers a VOEvent to a GCN client of the broker."""
+    folder = os.path.dirname(deployment.data_dir)
+    for cwd, env in ((folder, {}), ('/', {'GWCELERY_LOCAL_DIR':
+                                          str(deployment.data_dir)})):
+        out = celery_command(cwd, 'inspect', 'ping', '--timeout', '5', **env)
+        assert out.returncode == 0, out.stdout + out.stderr
+        for worker in ('celery@', 'openmp@', 'superevent@', 'exttrig@'):
+            assert worker in out.stdout
+
+    client = GCNClient(deployment.ports['gcn'])
+    client.start()
+    assert wait_for(lambda: connected_to(deployment.ports['gcn']),
+                    timeout=30, interval=0.2)
+    with open(os.path.join(DATA_DIR, 'gcn', 'snews_gcn_test.xml')) as f:
+        voevent_text = f.read()
+    out = celery_command(folder, 'call', 'gwcelery.tasks.gcn.send',
+                         '--args', json.dumps([voevent_text]))
+    assert out.returncode == 0, out.stdout + out.stderr
+    deadline = time.monotonic() + 60
+    while client.received.get(timeout=max(0, deadline - time.monotonic())) \
+            != voevent_text.encode():
+        pass
+
+
+def connected_to(port):
+    """Whether a TCP connection to `port` of this machine is established."""
+    return any(connection.raddr and connection.raddr.port == port and
+               connection.status == psutil.CONN_ESTABLISHED
+               for connection in psutil.net_connections('tcp'))
 
 
 def test_eager_mode_runs_the_pipeline_in_one_process(tmp_path):
