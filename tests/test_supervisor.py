@@ -12,14 +12,14 @@ import time
 import psutil
 import pytest
 
-from gwcelery.util.supervisor import Child, Supervisor
+from gwcelery.util.supervisor import Child, StopSignals, Supervisor
 
 #: A supervisor with two children (one that spawns a grandchild in its
 #: process group) and a Redis server; it prints their pids, then waits.
 SUPERVISOR = '''
 import json, os, sys, time
 from gwcelery.util.redis_server import RedisServer
-from gwcelery.util.supervisor import Child, Supervisor
+from gwcelery.util.supervisor import Child, StopSignals, Supervisor
 log = sys.argv[1]
 redis = RedisServer().start()
 supervisor = Supervisor(report=lambda message: None)
@@ -179,3 +179,30 @@ def test_busy_pool_process_dies_with_its_killed_worker(start_worker,
         assert wait_gone([pool], timeout=5) == []
     finally:
         kill_all([pool])
+
+
+# The dropped KeyboardInterrupt is the point of the test.
+@pytest.mark.filterwarnings(
+    'ignore::pytest.PytestUnraisableExceptionWarning')
+def test_stop_signal_that_python_drops_is_raised_at_the_next_checkpoint():
+    """SIGTERM during a ``__del__`` (as during an at-fork hook of
+    ``subprocess``): Python prints the KeyboardInterrupt and goes on."""
+    class RaisesSignalWhenCollected:
+        def __del__(self):
+            signal.raise_signal(signal.SIGTERM)
+
+    previous = {signum: signal.getsignal(signum)
+                for signum in (signal.SIGINT, signal.SIGTERM)}
+    stop_signals = StopSignals().install()
+    try:
+        stop_signals.raise_if_received()  # nothing yet
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGTERM)
+        stop_signals.received = None
+        RaisesSignalWhenCollected()  # collected at once: the raise is lost
+        assert stop_signals.received == signal.SIGTERM
+        with pytest.raises(KeyboardInterrupt):
+            stop_signals.raise_if_received()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -6,7 +6,6 @@ import math
 import os
 import queue
 import runpy
-import signal
 import socket
 import sys
 import textwrap
@@ -19,7 +18,7 @@ import click
 
 from ..util.pidlock import LOCK_NAME, LockHeld, PidLock
 from ..util.redis_server import RedisServer, free_port
-from ..util.supervisor import Child, Supervisor
+from ..util.supervisor import Child, StopSignals, Supervisor
 from .milestones import MilestoneReporter, describe_alert
 from .nagios import State, run_checks, worst
 
@@ -164,7 +163,8 @@ class AlertQueue:
         pass
 
 
-def run_eager(data_dir, settings, gracedb_port, mock_interval, report):
+def run_eager(data_dir, settings, gracedb_port, mock_interval, report,
+              stop_signals):
     """Run the pipeline in this one process with ``task_always_eager``.
 
     The local GraceDB server runs in a thread and hands its alerts to
@@ -172,7 +172,8 @@ def run_eager(data_dir, settings, gracedb_port, mock_interval, report):
     task runs inline, so a debugger or a traceback shows the whole chain.
     Redis is still started, only to hold the VOEvents for the broker
     thread that GCN clients connect to: Celery itself uses no broker, and
-    there is no GCN listener (no mock GRBs).
+    there is no GCN listener (no mock GRBs). Runs until `stop_signals`
+    (:class:`~gwcelery.util.supervisor.StopSignals`) get one.
     """
     from .. import app
     from ..gracedb_server import GraceDbServer
@@ -198,6 +199,7 @@ def run_eager(data_dir, settings, gracedb_port, mock_interval, report):
             # thread started.
             started.callback(redis_server.stop)
             redis_server.start()
+            stop_signals.raise_if_received()
             app.conf.update(settings, broker_url=redis_server.url,
                             result_backend=redis_server.url,
                             task_always_eager=True,
@@ -224,19 +226,22 @@ def run_eager(data_dir, settings, gracedb_port, mock_interval, report):
                   Mock events:    {describe_mock(mock_interval)}
                 Milestones follow. Press Ctrl-C to stop.'''))
             dispatch_alerts(alerts, mock_interval, first2years.upload_event,
-                            lvalert.process_message, report)
+                            lvalert.process_message, report,
+                            stop_signals.raise_if_received)
         except KeyboardInterrupt:
             report('Stopping...')
 
 
 def dispatch_alerts(alerts, mock_interval, upload_event, process_message,
-                    report):
+                    report, checkpoint):
     """The eager mode's main loop, until KeyboardInterrupt: upload a mock
     event every `mock_interval` seconds (None: never), and hand each alert
-    of the local GraceDB server to its handlers."""
+    of the local GraceDB server to its handlers. `checkpoint` is called at
+    each turn (and may raise KeyboardInterrupt)."""
     reported = set()
     next_mock = time.monotonic() if mock_interval else math.inf
     while True:
+        checkpoint()
         if time.monotonic() >= next_mock:
             next_mock += mock_interval
             upload_event.delay()
@@ -325,7 +330,7 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
 
     # From here on SIGTERM stops the deployment as Ctrl-C does: whatever
     # has been started is stopped, at any moment of the start.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stop_signals = StopSignals().install()
     lock = lock_data_dir(data_dir)
     try:
         log_dir = os.path.join(data_dir, 'logs')
@@ -343,10 +348,10 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
             settings['mock_grb_coincidence_probability'] = 0.0
         if eager:
             run_eager(data_dir, settings, gracedb_port,
-                      settings['mock_events_interval'], report)
+                      settings['mock_events_interval'], report, stop_signals)
         else:
             run_supervised(data_dir, log_dir, settings, redis_port,
-                           flower_port, report)
+                           flower_port, report, stop_signals)
     finally:
         lock.release()
 
@@ -368,13 +373,15 @@ def lock_data_dir(data_dir):
 
 
 def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
-                   report):
+                   report, stop_signals):
     """Start Redis and the supervised children, report milestones until
     interrupted (Ctrl-C, SIGTERM), then stop everything.
 
     An interrupt at any moment, start-up included, stops what was started
-    so far.
+    so far; `stop_signals` is checked at each step, in case Python dropped
+    the KeyboardInterrupt.
     """
+    checkpoint = stop_signals.raise_if_received
     from .. import app
 
     redis_server = RedisServer(port=choose_port('redis', redis_port, report),
@@ -384,6 +391,7 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
     reporter = None
     try:
         redis_server.start()
+        checkpoint()
         flower_port = choose_port('flower', flower_port, report)
         mock_gcn_port = choose_port('mock GCN server', None, report)
         settings = dict(settings, broker_url=redis_server.url,
@@ -393,13 +401,13 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
                         flower_port=flower_port)
         config_path = write_config(data_dir, settings)
         app.conf.update(settings)
-        start_children(supervisor, data_dir, log_dir, settings)
+        start_children(supervisor, data_dir, log_dir, settings, checkpoint)
         reporter = MilestoneReporter(
             redis_server.url, app.conf.lvalert_redis_channel_prefix, report)
         gracedb_url = settings['gracedb_url']
-        wait_until(lambda: http_ok(gracedb_url), timeout=60)
+        wait_until(lambda: checkpoint() or http_ok(gracedb_url), timeout=60)
         up = set()
-        wait_until(lambda: up.update(ping_workers()) or
+        wait_until(lambda: checkpoint() or up.update(ping_workers()) or
                    len(up) == len(WORKERS), timeout=90)
         click.echo(textwrap.dedent(f'''\
             gwcelery local is up
@@ -420,7 +428,8 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
             # make a new user wait that long for something to watch.
             from ..tasks import first2years
             first2years.upload_event.delay()
-        supervisor.run_forever(on_tick=reporter.poll)
+        supervisor.run_forever(
+            on_tick=lambda: checkpoint() or reporter.poll())
     except KeyboardInterrupt:
         report('Stopping...')
     finally:
@@ -430,13 +439,15 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
         redis_server.stop()
 
 
-def start_children(supervisor, data_dir, log_dir, settings):
-    """Start every child process but Redis under `supervisor`."""
+def start_children(supervisor, data_dir, log_dir, settings, checkpoint):
+    """Start every child process but Redis under `supervisor`, calling
+    `checkpoint` after each."""
     env = child_environment(data_dir)
 
     def add(name, argv):
         supervisor.add(Child(name, argv, env,
                              os.path.join(log_dir, f'{name}.log')))
+        checkpoint()
 
     add('gracedb', celery_command(
         'gracedb-server', '--host', HOST,

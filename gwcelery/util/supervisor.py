@@ -46,6 +46,35 @@ def parent_death_signal(signum=signal.SIGKILL):
     return die_with_parent
 
 
+class StopSignals:
+    """SIGINT and SIGTERM as a KeyboardInterrupt that is never lost.
+
+    Python drops an exception raised where it cannot propagate: in an
+    at-fork hook (which ``subprocess`` runs when it starts a child with a
+    ``preexec_fn``) or a ``__del__``, for example. The handler therefore
+    also records the signal, and :meth:`raise_if_received`, called at the
+    checkpoints of a start-up or a main loop, raises it again.
+    """
+
+    def __init__(self):
+        self.received = None
+
+    def install(self):
+        """Handle SIGINT and SIGTERM from now on (main thread only)."""
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
+        raise KeyboardInterrupt
+
+    def raise_if_received(self):
+        """Raise KeyboardInterrupt if a stop signal came."""
+        if self.received is not None:
+            raise KeyboardInterrupt
+
+
 class Child:
     """A supervised child process.
 
