@@ -1,15 +1,10 @@
 """``gwcelery local``: the whole pipeline on one machine."""
 
-import contextlib
-import json
-import math
 import os
-import queue
 import runpy
 import socket
 import sys
 import textwrap
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -19,7 +14,7 @@ import click
 from ..util.pidlock import LOCK_NAME, LockHeld, PidLock
 from ..util.redis_server import RedisServer, free_port
 from ..util.supervisor import Child, StopSignals, Supervisor
-from .milestones import MilestoneReporter, describe_alert
+from .milestones import MilestoneReporter
 from .nagios import State, run_checks, worst
 
 #: Name of the configuration module written into the data directory.
@@ -147,119 +142,6 @@ def describe_mock(mock_interval):
     return f'a simulated candidate now and every {mock_interval:g} s'
 
 
-class AlertQueue:
-    """Alert transport of the eager mode: the local GraceDB server's
-    alerts wait in memory until the main loop handles them."""
-
-    name = 'in-process queue'
-
-    def __init__(self):
-        self.queue = queue.Queue()
-
-    def publish(self, node, message):
-        self.queue.put((node, message))
-
-    def close(self):
-        pass
-
-
-def run_eager(data_dir, settings, gracedb_port, mock_interval, report,
-              stop_signals):
-    """Run the pipeline in this one process with ``task_always_eager``.
-
-    The local GraceDB server runs in a thread and hands its alerts to
-    this process's main loop, which dispatches each to its handlers; every
-    task runs inline, so a debugger or a traceback shows the whole chain.
-    Redis is still started, only to hold the VOEvents for the broker
-    thread that GCN clients connect to: Celery itself uses no broker, and
-    there is no GCN listener (no mock GRBs). Runs until `stop_signals`
-    (:class:`~gwcelery.util.supervisor.StopSignals`) get one.
-    """
-    from .. import app
-    from ..gracedb_server import GraceDbServer
-    from ..tasks import first2years, lvalert
-    from ..util.voevent_broker import serve_queue
-
-    redis_server = RedisServer(port=free_port(HOST),
-                               data_dir=os.path.join(data_dir, 'redis'),
-                               persistent=True)
-    stopping = threading.Event()
-    broker = None
-
-    def stop_broker():
-        stopping.set()
-        if broker is not None and broker.is_alive():
-            broker.join(5)
-
-    with contextlib.ExitStack() as started:
-        try:
-            # Redis and the broker are registered for stopping before they
-            # start, so that an interrupt during their start stops them;
-            # the GraceDB server's stop would wait for ever unless its
-            # thread started.
-            started.callback(redis_server.stop)
-            redis_server.start()
-            stop_signals.raise_if_received()
-            app.conf.update(settings, broker_url=redis_server.url,
-                            result_backend=redis_server.url,
-                            task_always_eager=True,
-                            task_eager_propagates=True)
-            alerts = AlertQueue()
-            gracedb = GraceDbServer(os.path.join(data_dir, 'gracedb'),
-                                    host=HOST, port=gracedb_port,
-                                    transports=[alerts]).start()
-            started.callback(gracedb.stop)
-            broker_socket = started.enter_context(
-                socket.create_server((HOST, settings['gcn_bind_port'])))
-            broker_socket.settimeout(1.0)
-            started.callback(stop_broker)
-            broker = threading.Thread(
-                target=serve_queue, daemon=True, name='voevent-broker',
-                args=(broker_socket, stopping.is_set, [HOST], app.conf))
-            broker.start()
-            pages = settings['gracedb_url'].replace('/api/', '/superevents/')
-            click.echo('gwcelery local is up '
-                       '(eager mode: one process, no Celery broker)')
-            click.echo(textwrap.dedent(f'''\
-                  GraceDB:        {pages}
-                  VOEvent broker: {HOST}:{settings['gcn_bind_port']}
-                  Mock events:    {describe_mock(mock_interval)}
-                Milestones follow. Press Ctrl-C to stop.'''))
-            dispatch_alerts(alerts, mock_interval, first2years.upload_event,
-                            lvalert.process_message, report,
-                            stop_signals.raise_if_received)
-        except KeyboardInterrupt:
-            report('Stopping...')
-
-
-def dispatch_alerts(alerts, mock_interval, upload_event, process_message,
-                    report, checkpoint):
-    """The eager mode's main loop, until KeyboardInterrupt: upload a mock
-    event every `mock_interval` seconds (None: never), and hand each alert
-    of the local GraceDB server to its handlers. `checkpoint` is called at
-    each turn (and may raise KeyboardInterrupt)."""
-    reported = set()
-    next_mock = time.monotonic() if mock_interval else math.inf
-    while True:
-        checkpoint()
-        if time.monotonic() >= next_mock:
-            next_mock += mock_interval
-            upload_event.delay()
-        try:
-            node, message = alerts.queue.get(timeout=0.5)
-        except queue.Empty:
-            continue
-        try:
-            line = describe_alert(json.loads(message))
-        except ValueError:
-            line = None
-        if line and line not in reported:
-            reported.add(line)
-            report(line)
-        # Never raises: a failing handler is logged with its traceback.
-        process_message(node, message)
-
-
 def status_report(settings):
     """Run the health checks of ``gwcelery nagios`` on the deployment whose
     configuration module defined `settings`, plus whether Flower answers;
@@ -347,6 +229,7 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
             settings['mock_grb_interval'] = None
             settings['mock_grb_coincidence_probability'] = 0.0
         if eager:
+            from .local_eager import run_eager
             run_eager(data_dir, settings, gracedb_port,
                       settings['mock_events_interval'], report, stop_signals)
         else:
@@ -409,17 +292,17 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
         up = set()
         wait_until(lambda: checkpoint() or up.update(ping_workers()) or
                    len(up) == len(WORKERS), timeout=90)
+        broker = f"{HOST}:{settings['gcn_bind_port']}"
+        mock = describe_mock(settings['mock_events_interval'])
         click.echo(textwrap.dedent(f'''\
             gwcelery local is up
               GraceDB:        {gracedb_url.replace('/api/', '/superevents/')}
               GraceDB API:    {gracedb_url}
               Flower:         http://{HOST}:{flower_port}/
-              VOEvent broker: {HOST}:{settings['gcn_bind_port']} \
-            (connect a GCN client here)
+              VOEvent broker: {broker} (connect a GCN client here)
               Redis broker:   {redis_server.url}
               Workers:        {', '.join(sorted(up)) or 'none answered yet'}
-              Mock events:    {describe_mock(
-                                  settings['mock_events_interval'])}
+              Mock events:    {mock}
               Configuration:  {config_path}
               Logs:           {log_dir}/
             Milestones follow. Press Ctrl-C to stop.'''))
