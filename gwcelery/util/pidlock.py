@@ -44,9 +44,11 @@ def _read_pid(fd):
     """The pid on the first line of the open file, or None."""
     data = os.pread(fd, 64, 0)
     try:
-        return int(data.split(b'\n', 1)[0])
+        pid = int(data.split(b'\n', 1)[0])
     except ValueError:
         return None
+    # kill(0, ...) would test our own process group: no pid is that.
+    return pid if pid > 0 else None
 
 
 def _alive(pid):
