@@ -13,12 +13,14 @@ import click
 
 from ..util.pidlock import LOCK_NAME, LockHeld, PidLock
 from ..util.redis_server import RedisServer, free_port
+from ..util.settings import (
+    DEFAULT_LOCAL_DIR,
+    LOCAL_CONFIG_MODULE,
+    LOCAL_DIR_VARIABLE,
+)
 from ..util.supervisor import Child, StopSignals, Supervisor
 from .milestones import MilestoneReporter
 from .nagios import State, run_checks, worst
-
-#: Name of the configuration module written into the data directory.
-CONFIG_MODULE = 'gwcelery_local_config'
 
 #: Worker processes of a full deployment: (name, queue, extra arguments).
 #: The general worker runs the three eternal listeners, each holding a pool
@@ -43,7 +45,7 @@ def write_config(data_dir, settings):
     services this deployment started; read it to see what they are.
     """
     lines = [f'{key} = {value!r}' for key, value in sorted(settings.items())]
-    path = os.path.join(data_dir, f'{CONFIG_MODULE}.py')
+    path = os.path.join(data_dir, f'{LOCAL_CONFIG_MODULE}.py')
     with open(path, 'w') as f:
         f.write(textwrap.dedent('''\
             """Written by ``gwcelery local`` at each start: do not edit."""
@@ -57,7 +59,7 @@ def write_config(data_dir, settings):
 
 def read_config(data_dir):
     """Return the settings of the configuration module in `data_dir`."""
-    path = os.path.join(data_dir, f'{CONFIG_MODULE}.py')
+    path = os.path.join(data_dir, f'{LOCAL_CONFIG_MODULE}.py')
     if not os.path.exists(path):
         raise click.ClickException(
             f'{path} does not exist: no local deployment was started with '
@@ -68,7 +70,7 @@ def read_config(data_dir):
 def child_environment(data_dir):
     """Environment for the children: the written config module."""
     env = dict(os.environ)
-    env['CELERY_CONFIG_MODULE'] = CONFIG_MODULE
+    env['CELERY_CONFIG_MODULE'] = LOCAL_CONFIG_MODULE
     env['PYTHONPATH'] = os.pathsep.join(
         filter(None, [data_dir, env.get('PYTHONPATH')]))
     env.pop('CELERY_BROKER_URL', None)
@@ -164,10 +166,13 @@ def status_report(settings):
 
 
 @click.command(name='local')
-@click.option('--data-dir', default='gwcelery-local', show_default=True,
-              type=click.Path(file_okay=False),
+@click.option('--data-dir', default=DEFAULT_LOCAL_DIR, show_default=True,
+              envvar=LOCAL_DIR_VARIABLE, type=click.Path(file_okay=False),
               help='Directory for Redis and GraceDB data, logs and the '
-                   'generated configuration; kept between runs.')
+                   'recorded configuration, kept between runs '
+                   f'(${LOCAL_DIR_VARIABLE} if set). Celery commands run '
+                   'in the same folder, or with the same '
+                   f'${LOCAL_DIR_VARIABLE}, reach this deployment.')
 @click.option('--mock-interval', default=60.0, show_default=True,
               type=click.FloatRange(min=1),
               help='Seconds between simulated CBC candidates.')
