@@ -324,6 +324,123 @@ preferred_event_trials_factor = {'CBC': 5, 'Burst': 4}
 """Trials factor by analysis group: the number of searches of the group
 whose events compete for the same alert."""
 
+# --- Detector characterisation --------------------------------------------
+
+llhoft_glob = '/dev/shm/kafka/{detector}/*.gwf'
+"""Glob pattern of the low-latency h(t) frames, with ``{detector}`` for
+``H1``, ``L1`` or ``V1``. ``gwcelery local`` points it at
+``DATA_DIR/llhoft/{detector}/*.gwf``, where its mock frame writer puts
+them."""
+
+llhoft_channels = {
+    'H1:DMT-DQ_VECTOR': 'dmt_dq_vector_bits',
+    'L1:DMT-DQ_VECTOR': 'dmt_dq_vector_bits',
+    'H1:GDS-CALIB_STATE_VECTOR': 'ligo_state_vector_bits',
+    'L1:GDS-CALIB_STATE_VECTOR': 'ligo_state_vector_bits',
+    'V1:DQ_ANALYSIS_STATE_VECTOR': 'virgo_state_vector_bits',
+}
+"""State and data-quality vector channels of the low-latency frames, each
+with the name of its bit set in :obj:`detchar_bit_definitions`."""
+
+detchar_bit_definitions = {
+    'dmt_dq_vector_bits': {
+        1: 'NO_OMC_DCPD_ADC_OVERFLOW',
+        2: 'NO_DMT-ETMY_ESD_DAC_OVERFLOW',
+    },
+    'ligo_state_vector_bits': {
+        0: 'HOFT_OK',
+        1: 'OBSERVATION_INTENT',
+        5: 'NO_STOCH_HW_INJ',
+        6: 'NO_CBC_HW_INJ',
+        7: 'NO_BURST_HW_INJ',
+        8: 'NO_DETCHAR_HW_INJ',
+    },
+    'virgo_state_vector_bits': {
+        0: 'HOFT_OK',
+        1: 'OBSERVATION_INTENT',
+        5: 'NO_STOCH_HW_INJ',
+        6: 'NO_CBC_HW_INJ',
+        7: 'NO_BURST_HW_INJ',
+        8: 'NO_DETCHAR_HW_INJ',
+        10: 'GOOD_DATA_QUALITY_CAT1',
+    },
+}
+"""Checked bits of each bit set: bit number to name. Every bit means good
+when set (1); names ending in ``_INJ`` are injection bits (0: a hardware
+injection of that kind is on), the others data-quality bits."""
+
+idq_channels = ['H1:IDQ-PGLITCH_OVL_16_4096', 'L1:IDQ-PGLITCH_OVL_16_4096']
+"""iDQ glitch-probability channels; the check takes each one's maximum
+over the window."""
+
+idq_pglitch_thresh = 0.95
+"""A glitch probability at or above this is high."""
+
+idq_veto = False
+"""Whether a high iDQ glitch probability vetoes the candidate (``DQV``) or
+is only logged."""
+
+uses_gatedhoft = {
+    'gstlal': True, 'spiir': True, 'pycbc': True, 'mbta': True,
+    'mbtaonline': True, 'cwb': True, 'olib': False, 'lib': False,
+    'hardwareinjection': False, 'swift': False, 'fermi': False,
+    'integral': False, 'agile': False, 'snews': False,
+}
+"""Whether each pipeline (lowercase name) analyses gated h(t); for those
+the LIGO ``DMT-DQ_VECTOR`` is not checked (the gating already removes what
+it flags)."""
+
+check_vector_prepost = {
+    'gstlal': [2, 2], 'spiir': [2, 2], 'pycbc': [2, 2], 'mbta': [2, 2],
+    'mbtaonline': [2, 2], 'hardwareinjection': [2, 2], 'swift': [2, 2],
+    'fermi': [2, 2], 'integral': [2, 2], 'agile': [2, 2],
+    'olib': [1.5, 1.5], 'lib': [1.5, 1.5], 'cwb': [1.5, 1.5],
+    'snews': [10, 10],
+}
+"""Seconds ``[pre, post]`` checked before a superevent's ``t_start`` and
+after its ``t_end`` (an external trigger's own span), by the pipeline
+(lowercase name) of the preferred or external event."""
+
+check_vector_default_prepost = [2, 2]
+"""``[pre, post]`` for a pipeline missing from
+:obj:`check_vector_prepost`."""
+
+detchar_frame_latency = 8.0
+"""Seconds after the end of the checked window at which the check reads
+the frames: the low-latency frames reach the disk a few seconds late. A
+window whose frames are still missing then is reported unknown."""
+
+detchar_ok_label = 'DQOK'
+"""Label applied when the active detectors' data quality is good."""
+
+detchar_veto_label = 'DQV'
+"""Label applied when the data quality of an active detector is bad; it
+stops the candidate's preliminary alert."""
+
+detchar_injection_label = 'INJ'
+"""Label applied when an active detector had a hardware injection on; it
+stops every public alert."""
+
+mock_frames_interval = None
+"""Seconds between two runs of the mock frame writer
+(:func:`gwcelery.tasks.detchar.write_mock_frames`, Beat); ``None``: no mock
+frames. ``gwcelery local`` sets it when it makes mock events."""
+
+mock_frames_duration = 4
+"""Seconds of data in each mock frame (an integer)."""
+
+mock_frames_history = 300
+"""Seconds of mock frames kept on disk; older ones are deleted, as in the
+real low-latency store."""
+
+mock_frames_segments_key = 'detchar:mock:bad_segments'
+"""Redis list (on the broker) of the bad-state and injection segments that
+mock events ask the mock frame writer for."""
+
+mock_events_bad_data_fraction = 0.0
+"""Fraction of the mock events that coincide with a bad-state (``DQV``) or,
+as often, an injection (``INJ``) segment of the mock frames."""
+
 # --- Orchestrator: alerts -------------------------------------------------
 
 preliminary_alert_timeout = 120.0

@@ -4,6 +4,7 @@ from . import (
     bayestar,  # noqa: F401
     circulars,  # noqa: F401
     core,  # noqa: F401
+    detchar,  # noqa: F401
     em_bright,  # noqa: F401
     external_skymaps,  # noqa: F401
     external_triggers,  # noqa: F401
