@@ -3,6 +3,8 @@ shared H1 low-latency frame and frames written here with gwpy by the mock
 frame writer."""
 
 import os
+import threading
+import time
 
 import pytest
 
@@ -219,3 +221,19 @@ def test_old_mock_frames_are_pruned(written_frames, tmp_path):
         mockframes.frame_name('H1', T0 + 8, 4),
         mockframes.frame_name('H1', T0 + 12, 4),
         mockframes.frame_name('H1', T0 + 16, 4)]
+
+
+def test_late_frames_are_waited_for(written_frames):
+    now = int(detchar.now_gps())
+    mockframes.write_frame(written_frames, 'H1', now - 8, 4, ())
+    late = threading.Timer(1.0, mockframes.write_frame,
+                           (written_frames, 'H1', now - 4, 4, ()))
+    late.start()
+    try:
+        began = time.monotonic()
+        result = detchar.assess(written_frames, event('H1'), now - 6,
+                                now - 5)
+    finally:
+        late.join()
+    assert result['dq'] == 'good'
+    assert time.monotonic() - began >= 0.9

@@ -24,3 +24,11 @@ mock_grb_interval = 600
 
 mock_grb_coincidence_probability = 0.3
 """A third of the mock events come with a coincident GRB."""
+
+mock_frames_interval = 2
+"""Write mock low-latency frames (H1, L1, V1) every two seconds, so that
+the data-quality check finds them a few seconds after a candidate."""
+
+mock_events_bad_data_fraction = 0.3
+"""Every third mock event coincides with bad data, a bad state (``DQV``)
+and an injection (``INJ``) in turn."""

@@ -25,6 +25,16 @@ BAD_BITS = {'dqv': 'OBSERVATION_INTENT', 'inj': 'NO_CBC_HW_INJ'}
 SAMPLE_RATE = 16
 
 
+def bad_data_kind(number, fraction):
+    """The bad segment (``'dqv'``, ``'inj'``) of the `number`-th mock event
+    (from 1), or ``None``: every ``round(1 / fraction)``-th event has one,
+    bad state and injection in turn, so that a short run shows both."""
+    every = max(1, round(1 / fraction))
+    if number % every:
+        return None
+    return 'dqv' if (number // every) % 2 else 'inj'
+
+
 def frame_directory(conf, detector):
     """The directory of `detector`'s frames: that of
     :obj:`~gwcelery.conf.llhoft_glob` (which must not have a wildcard in

@@ -68,6 +68,9 @@ def _wait_for_frames(conf, detectors, start, end):
     until :obj:`~gwcelery.conf.detchar_frame_latency` seconds after `end`;
     return the detectors whose frames are still missing."""
     deadline = end + conf['detchar_frame_latency']
+    if conf['task_always_eager']:
+        # One process: waiting would stall every other task.
+        deadline = 0
     while True:
         missing = [ifo for ifo in detectors if frames.covering_files(
             conf['llhoft_glob'], ifo, start, end) is None]
@@ -220,6 +223,21 @@ def _bad_segments(now):
     finally:
         client.close()
     return segments
+
+
+def mock_event_bad_data():
+    """Whether the next mock event comes with bad data: ``'dqv'``,
+    ``'inj'`` or ``None``, from a count of the mock events kept in Redis
+    (see :func:`gwcelery.detchar.mockframes.bad_data_kind`)."""
+    fraction = app.conf['mock_events_bad_data_fraction']
+    if not fraction or not app.conf['mock_frames_interval']:
+        return None
+    client = _redis()
+    try:
+        number = client.incr(app.conf['mock_frames_segments_key'] + ':count')
+    finally:
+        client.close()
+    return mockframes.bad_data_kind(number, fraction)
 
 
 @app.task(shared=False, ignore_result=True, expires=10)

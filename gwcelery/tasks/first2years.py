@@ -15,6 +15,11 @@ Beat runs it every :obj:`~gwcelery.conf.mock_grb_interval` seconds, and
 :func:`upload_event` also uploads a GRB coincident with its signal (an
 MDC External event, :func:`upload_mdc_grb`) with probability
 :obj:`~gwcelery.conf.mock_grb_coincidence_probability`.
+
+A fraction :obj:`~gwcelery.conf.mock_events_bad_data_fraction` of the mock
+events ask the mock frame writer (:mod:`gwcelery.tasks.detchar`) for a
+bad-state or injection segment at their time, so that the local
+deployment shows ``DQV`` and ``INJ`` as well as ``DQOK``.
 """
 
 import gzip
@@ -32,13 +37,17 @@ from lal import LIGOTimeGPS
 
 from .. import app
 from ..util.voevent_broker import VOEventQueue
-from . import gracedb
+from . import detchar, gracedb
 
 #: Pipelines that have a realisation of each signal, in file names.
 PIPELINES = ('gstlal', 'pycbc', 'MBTA')
 
 #: Number of simulated signals shipped.
 NUM_SIGNALS = 6
+
+#: Seconds after a mock event's time that its bad-data segment (if any)
+#: lasts: past the end of any superevent window of its candidates.
+BAD_DATA_SECONDS = 10.0
 
 
 def _data(name):
@@ -208,6 +217,13 @@ def upload_event(number=None, gpstime=None, search='MDC'):
         # Like GRB 170817A, 1.7 s after GW170817; uploaded before the
         # candidates, so that the new superevent's RAVEN search finds it.
         upload_mdc_grb.delay(gpstime + rng.uniform(0.5, 2.0))
+    bad_data = detchar.mock_event_bad_data() if search == 'MDC' else None
+    if bad_data:
+        # The frames up to now are written already; the rest of the
+        # checked window (seconds after the signal) is not, and one bad
+        # sample in the window is enough.
+        detchar.request_bad_segment(bad_data, gpstime,
+                                    gpstime + BAD_DATA_SECONDS)
     group(upload_candidate.si(coinc, pipeline, search).set(countdown=delay)
           for pipeline, coinc, delay in plan_uploads(number, gpstime, rng)
           ).delay()

@@ -229,8 +229,11 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
             'gracedb_url': f'http://{HOST}:{gracedb_port}/api/',
             'gcn_bind_port': gcn_port,
             'mock_events_interval': None if no_mock else mock_interval,
+            'llhoft_glob': os.path.join(data_dir, 'llhoft', '{detector}',
+                                        '*.gwf'),
         }
         if no_mock:
+            settings['mock_frames_interval'] = None
             settings['mock_grb_interval'] = None
             settings['mock_grb_coincidence_probability'] = 0.0
         if eager:
