@@ -46,8 +46,9 @@ PIPELINES = ('gstlal', 'pycbc', 'MBTA')
 NUM_SIGNALS = 6
 
 #: Seconds after a mock event's time that its bad-data segment (if any)
-#: lasts: past the end of any superevent window of its candidates.
-BAD_DATA_SECONDS = 10.0
+#: lasts: past the end of the checked window of its superevent (t_0 + 3 s
+#: for CBC), and short of the next mock event's window.
+BAD_DATA_SECONDS = 4.0
 
 
 def _data(name):
