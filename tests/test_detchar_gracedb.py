@@ -5,6 +5,7 @@ bad-data mock events against the test Redis."""
 
 import json
 import os
+import shutil
 
 import pytest
 
@@ -145,3 +146,39 @@ def test_mock_event_requests_its_bad_segment(written, monkeypatch):
     segment, = detchar._bad_segments(T0)
     assert segment['start'] == T0 + 6
     assert segment['kind'] == 'dqv'
+
+
+def png_size(data):
+    assert data[:8] == b'\x89PNG\r\n\x1a\n'
+    return (int.from_bytes(data[16:20], 'big'),
+            int.from_bytes(data[20:24], 'big'))
+
+
+def test_omegascans_after_the_preliminary(eager, monkeypatch, tmp_path):
+    # The GW150914 strain frame, under a conventional frame name.
+    (tmp_path / 'H1').mkdir()
+    shutil.copy(os.path.join(DETCHAR_DATA, 'scanme.gwf'),
+                tmp_path / 'H1' / 'H-H1_GWOSC-1126259447-32.gwf')
+    monkeypatch.setitem(app.conf, 'llhoft_glob',
+                        str(tmp_path / '{detector}' / '*.gwf'))
+    monkeypatch.setitem(app.conf, 'strain_channel_names',
+                        {'H1': 'H1:GWOSC-16KHZ_R1_STRAIN',
+                         'V1': 'V1:Hrec_hoft_16384Hz'})
+    monkeypatch.setitem(app.conf, 'omegascan_dpi', 20)
+    superevent = create_superevent(1126259462.4, 'H1')
+    sid = superevent['superevent_id']
+    label_alert = {'uid': sid, 'alert_type': 'label_added',
+                   'object': superevent, 'data': {'name': 'EM_READY'}}
+
+    def scan_logs():
+        return sorted(entry['comment'] for entry in gracedb.get_log(sid)
+                      if 'data_quality' in entry['tag_names'])
+
+    detchar.handle_preliminary(label_alert)
+    assert scan_logs() == []
+    detchar.handle_preliminary(
+        dict(label_alert, data={'name': 'GCN_PRELIM_SENT'}))
+    assert scan_logs() == ['H1 omegascan', 'V1 omegascan']
+    # Three 10 x 5 inch panels for H1; V1 has no frames: a small figure.
+    assert png_size(gracedb.download('H1_omegascan.png', sid)) == (600, 100)
+    assert png_size(gracedb.download('V1_omegascan.png', sid)) == (200, 40)

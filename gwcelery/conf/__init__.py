@@ -421,6 +421,19 @@ detchar_injection_label = 'INJ'
 """Label applied when an active detector had a hardware injection on; it
 stops every public alert."""
 
+strain_channel_names = {'H1': 'H1:GDS-CALIB_STRAIN_CLEAN',
+                        'L1': 'L1:GDS-CALIB_STRAIN_CLEAN',
+                        'V1': 'V1:Hrec_hoft_16384Hz'}
+"""Strain channel of each detector in the low-latency frames, for the
+omega scans (the mock frames carry them too)."""
+
+omegascan_durations = [0.5, 2.0, 10.0]
+"""Half-widths (s) of the panels of an omega scan, each centred on the
+superevent's ``t_0``."""
+
+omegascan_dpi = 100
+"""Resolution of the omega-scan PNGs (a panel is 10 x 5 inches)."""
+
 mock_frames_interval = None
 """Seconds between two runs of the mock frame writer
 (:func:`gwcelery.tasks.detchar.write_mock_frames`, Beat); ``None``: no mock

@@ -2,8 +2,9 @@
 
 :func:`write_frames` writes rolling GWF frames of a fixed duration for each
 detector under the directory of :obj:`~gwcelery.conf.llhoft_glob`, with the
-real state-vector, data-quality-vector and iDQ channel names of
-:obj:`~gwcelery.conf.llhoft_channels` and :obj:`~gwcelery.conf.idq_channels`.
+real state-vector, data-quality-vector, iDQ and strain channel names of
+:obj:`~gwcelery.conf.llhoft_channels`, :obj:`~gwcelery.conf.idq_channels`
+and :obj:`~gwcelery.conf.strain_channel_names` (white noise).
 Every defined bit is set (good data, no injection) except during *bad
 segments*: ``{"start", "end", "kind"}`` dicts, where kind ``"dqv"`` clears
 the observation-intent bit and ``"inj"`` the CBC-injection bit.
@@ -23,6 +24,13 @@ BAD_BITS = {'dqv': 'OBSERVATION_INTENT', 'inj': 'NO_CBC_HW_INJ'}
 
 #: Samples per second of the simulated vectors (the real ones have 16).
 SAMPLE_RATE = 16
+
+#: Samples per second of the simulated strain (white noise), enough for an
+#: omega scan up to a few hundred hertz.
+STRAIN_RATE = 2048
+
+#: Standard deviation of the simulated strain.
+STRAIN_SIGMA = 1e-21
 
 
 def bad_data_kind(number, fraction):
@@ -94,6 +102,12 @@ def write_frame(conf, detector, start, duration, segments):
             data[channel] = TimeSeries(
                 np.zeros(duration * SAMPLE_RATE), t0=start,
                 sample_rate=SAMPLE_RATE, name=channel, channel=channel)
+    channel = conf['strain_channel_names'].get(detector)
+    if channel is not None:
+        noise = np.random.default_rng().normal(
+            0, STRAIN_SIGMA, duration * STRAIN_RATE)
+        data[channel] = TimeSeries(noise, t0=start, sample_rate=STRAIN_RATE,
+                                   name=channel, channel=channel)
     directory = frame_directory(conf, detector)
     os.makedirs(directory, exist_ok=True)
     path = os.path.join(directory, frame_name(detector, start, duration))

@@ -12,6 +12,9 @@ log message with an HTML table of the bits. Frames that are missing, late
 or unreadable make the state unknown: said in the log, no label, so the
 alert is not blocked.
 
+:func:`handle_preliminary` sends :func:`omegascan` (q-transform PNGs of
+each detector's strain) once the preliminary alert went out.
+
 :func:`write_mock_frames` is the frame writer of the local deployment
 (Beat, every :obj:`~gwcelery.conf.mock_frames_interval` seconds); mock
 events ask it for bad-state or injection segments through
@@ -27,7 +30,7 @@ from celery.utils.log import get_task_logger
 from lal import GPSTimeNow
 
 from .. import app
-from ..detchar import frames, mockframes, vectors
+from ..detchar import frames, mockframes, scans, vectors
 from ..external.coincidence import EXTERNAL_PIPELINES
 from . import gracedb, lvalert
 
@@ -189,6 +192,63 @@ def handle_external(alert):
     the instant of a neutrino alert)."""
     event = alert['object']
     schedule_check(event, event['graceid'], *vectors.event_span(event))
+
+
+# --- Omega scans ----------------------------------------------------------
+
+def _strain(conf, detector, start, end):
+    """`detector`'s strain over ``[start, end)`` (gwpy TimeSeries), or
+    ``None`` if its frames do not cover it or cannot be read."""
+    from gwpy.timeseries import TimeSeries
+
+    files = frames.covering_files(conf['llhoft_glob'], detector, start, end)
+    if files is None:
+        return None
+    try:
+        return TimeSeries.read(files, conf['strain_channel_names'][detector],
+                               start=start, end=end, format='gwf')
+    except (OSError, RuntimeError, ValueError, IndexError):
+        return None
+
+
+@app.task(shared=False, ignore_result=True, queue='openmp', priority=9)
+def omegascan(t0, graceid):
+    """Upload an omega scan (``{IFO}_omegascan.png``) of each detector of
+    :obj:`~gwcelery.conf.strain_channel_names` around `t0`, or a figure
+    saying why it failed. Low priority on the ``openmp`` queue: it runs
+    after every waiting BAYESTAR."""
+    conf = app.conf
+    durations = conf['omegascan_durations']
+    dpi = conf['omegascan_dpi']
+    for detector, channel in sorted(conf['strain_channel_names'].items()):
+        strain = _strain(conf, detector, *scans.data_span(t0, durations))
+        try:
+            if strain is None:
+                raise ValueError('no readable frames')
+            png = scans.scan_png(strain, t0, durations,
+                                 f'Omegascans of {channel} at {t0}', dpi)
+        except (ValueError, IndexError, FloatingPointError) as exc:
+            png = scans.failure_png(
+                f'Failed to create {detector} omegascan: {exc}', dpi)
+        gracedb.upload(png, f'{detector}_omegascan.png', graceid,
+                       f'{detector} omegascan', tags=LOG_TAGS)
+
+
+@lvalert.handler(*SUPEREVENT_NODES, alert_types=('label_added',),
+                 shared=False, ignore_result=True)
+def handle_preliminary(alert):
+    """Schedule the omega scans of a superevent once its preliminary alert
+    went out (label :obj:`~gwcelery.conf.superevent_frozen_label`) and its
+    frames can be on disk."""
+    if alert['data'].get('name') != app.conf['superevent_frozen_label']:
+        return
+    superevent = alert['object']
+    t0 = superevent['t_0']
+    _, end = scans.data_span(t0, app.conf['omegascan_durations'])
+    countdown = max(0.0, end + app.conf['detchar_frame_latency']
+                    - now_gps())
+    omegascan.apply_async((t0, superevent['superevent_id']),
+                          countdown=countdown)
 
 
 # --- Mock frames of the local deployment ---------------------------------
