@@ -7,7 +7,7 @@ and description of each), and :func:`build`, which writes a notice from
 small named parts (``Who``, the alert's Params, the candidate's Params,
 the ``GW_SKYMAP``, ``Classification`` and ``Properties`` groups,
 ``WhereWhen``, ``How``). The orchestrator
-(:func:`gwcelery.tasks.orchestrator.build_notice`) and the local GraceDB
+(:func:`gwcelery.tasks.alerts.build_notice`) and the local GraceDB
 server (:func:`gwcelery.gracedb_server.voevent.build_voevent`) both write
 their notices with it. :func:`validate` checks a notice against the
 VOEvent 2.0 schema, which ships with the package

@@ -10,7 +10,7 @@ import pytest
 from astropy.io import fits
 
 from gwcelery import app, voevent
-from gwcelery.tasks import gracedb, orchestrator
+from gwcelery.tasks import alerts, gracedb, orchestrator
 from gwcelery.util.voevent_broker import VOEventQueue
 
 HIGH_FAR_COINC = (b'173834723,5.176954877338635e-16',
@@ -266,21 +266,21 @@ def test_choose_products():
 
 
 def test_voevent_classification_fields():
-    fields = orchestrator.voevent_classification(
+    fields = alerts.voevent_classification(
         json.dumps({'HasNS': 0.5, 'HasRemnant': 0.25, 'HasMassGap': 0.0}),
         json.dumps({'BNS': 0.1, 'NSBH': 0.2, 'BBH': 0.3,
                     'Terrestrial': 0.4}))
     assert fields == {'ProbHasNS': 0.5, 'ProbHasRemnant': 0.25,
                       'HasMassGap': 0.0, 'BNS': 0.1, 'NSBH': 0.2,
                       'BBH': 0.3, 'Terrestrial': 0.4}
-    assert orchestrator.voevent_classification(None, None) == {}
+    assert alerts.voevent_classification(None, None) == {}
 
 
 @pytest.mark.parametrize('superevent_id, role', [
     ('S190425z', 'observation'), ('TS190425z', 'test'),
     ('MS190425z', 'test')])
 def test_superevent_role(superevent_id, role):
-    assert orchestrator.superevent_role(superevent_id) == role
+    assert alerts.superevent_role(superevent_id) == role
 
 
 def test_handler_nodes():

@@ -472,6 +472,42 @@ voevent_ivorn_prefix = 'ivo://gwnet/LVC#'
 """IVORN of the VOEvents we author, up to the ``#`` before
 ``{superevent_id}-{N}-{AlertType}``."""
 
+advocate_request_label = 'ADVREQ'
+"""Label that asks the rapid-response team to sign off a superevent (an
+``ADV`` signoff); applied once its preliminary notice went out."""
+
+advocate_ok_label = 'ADVOK'
+"""Label that GraceDB applies for an ``ADV`` signoff with status OK: the
+Initial notice follows."""
+
+advocate_no_label = 'ADVNO'
+"""Label that GraceDB applies for an ``ADV`` signoff with status NO: the
+Retraction notice follows (if a public notice went out), and nothing
+automatic after it."""
+
+data_quality_veto_label = 'DQV'
+"""Label of a superevent whose data quality vetoes it (applied by the
+detector-characterisation checks): no preliminary notice and no
+:obj:`advocate_request_label`; applied after the preliminary notice, it
+is written to the superevent's log for the rapid-response team."""
+
+injection_label = 'INJ'
+"""Label of a superevent that is a hardware injection: it is never
+alerted publicly (no notice except a Retraction of one already sent)."""
+
+early_warning_alert_far_threshold = 1 / 86400
+"""FAR threshold (Hz) of an EarlyWarning notice for an event of an
+early-warning search (``search: EarlyWarning``): its FAR times
+:obj:`early_warning_alert_trials_factor` must be at most this."""
+
+early_warning_alert_trials_factor = 2.0
+"""Trials factor of the early-warning searches."""
+
+alert_once_expiry = 30 * 86400
+"""Seconds for which the broker's Redis remembers that a superevent's
+Initial or Retraction notice was claimed, so that a repeated or
+redelivered task never sends a second one."""
+
 # --- Orchestrator: localisation and sky maps ------------------------------
 
 bayestar_f_low = 30.0

@@ -1,6 +1,7 @@
-"""Draft GCN Circulars, written from the template
-``gwcelery/templates/circular.txt`` in the words of the LVK's preliminary
-circulars."""
+"""Draft GCN Circulars, written from the templates
+``gwcelery/templates/circular.txt`` (EarlyWarning, Preliminary, Initial,
+Update; in the words of the LVK's circulars) and
+``retraction-circular.txt``."""
 
 import json
 
@@ -60,8 +61,16 @@ def is_burst(event):
             or event['pipeline'].lower() in ('cwb', 'olib', 'mly'))
 
 
-def compose(superevent, skymap=None, p_astro=None, em_bright=None):
-    """Return the text of a draft circular for a superevent.
+#: Template of the circular draft of each alert type.
+TEMPLATES = {'EarlyWarning': 'circular.txt', 'Preliminary': 'circular.txt',
+             'Initial': 'circular.txt', 'Update': 'circular.txt',
+             'Retraction': 'retraction-circular.txt'}
+
+
+def compose(superevent, skymap=None, p_astro=None, em_bright=None,
+            alert_type='Preliminary'):
+    """Return the text of a draft circular for a superevent's
+    ``alert_type`` notice (a key of :data:`TEMPLATES`).
 
     ``skymap`` is ``None`` or a dict with ``filename`` and the
     :func:`gwcelery.tasks.skymaps.summary` numbers; ``p_astro`` and
@@ -71,6 +80,7 @@ def compose(superevent, skymap=None, p_astro=None, em_bright=None):
     instruments = [ifo for ifo in (event.get('instruments') or '').split(',')
                    if ifo]
     context = {
+        'alert_type': alert_type,
         'superevent_id': superevent['superevent_id'],
         'candidate_kind': ('burst' if is_burst(event)
                            else 'compact binary merger'),
@@ -96,7 +106,7 @@ def compose(superevent, skymap=None, p_astro=None, em_bright=None):
     if em_bright:
         context['has_ns'] = format_probability(em_bright['HasNS'])
         context['has_remnant'] = format_probability(em_bright['HasRemnant'])
-    return render('circular.txt', **context)
+    return render(TEMPLATES[alert_type], **context)
 
 
 def superevent_page(superevent_id):
@@ -109,15 +119,18 @@ def superevent_page(superevent_id):
 
 @app.task(shared=False)
 def create_circular(skymap_fits, superevent, skymap_filename=None,
-                    p_astro_json=None, em_bright_json=None):
+                    p_astro_json=None, em_bright_json=None,
+                    alert_type='Preliminary'):
     """Return a draft circular (text) for a superevent, from its sky map
     (FITS bytes, or ``None`` if there is none; first, so that it can come
     from a download earlier in a chain) named ``skymap_filename``, and its
-    classification files (JSON text, or ``None``)."""
+    classification files (JSON text, or ``None``), for its
+    ``alert_type`` notice."""
     skymap = None
     if skymap_fits is not None:
         skymap = dict(skymaps.summary(skymap_fits), filename=skymap_filename)
     return compose(
         superevent, skymap,
         json.loads(p_astro_json) if p_astro_json else None,
-        json.loads(em_bright_json) if em_bright_json else None)
+        json.loads(em_bright_json) if em_bright_json else None,
+        alert_type)

@@ -311,3 +311,35 @@ def create_voevent(graceid, voevent_type, **kwargs):
 def get_voevents(graceid):
     """Return the VOEvents of an event or superevent."""
     return client().events[graceid].voevents.get()
+
+
+# --- public alerts --------------------------------------------------------
+
+
+@gracedb_task
+def create_tag(graceid, log_number, tag):
+    """Tag the log entry ``log_number`` of an event or superevent (e.g.
+    ``public``). A tag that is already there is not an error."""
+    try:
+        client().events[graceid].logs[log_number].tags.create(tag)
+    except requests.HTTPError as exc:
+        if not _status_is(exc, 400):
+            raise
+        log.info('Log entry %s of %s already tagged %s', log_number,
+                 graceid, tag)
+
+
+@gracedb_task
+def expose(superevent_id):
+    """Make a superevent visible to the public (GraceDB's ``expose``);
+    exposing it again is harmless."""
+    client().superevents[superevent_id].expose()
+
+
+@gracedb_task
+def create_signoff(superevent_id, signoff_type, status, comment=''):
+    """Sign off a superevent: ``signoff_type`` ``ADV`` (the advocate's) or
+    an instrument (``H1``, ...), ``status`` ``OK`` or ``NO``; GraceDB then
+    replaces the request label (``ADVREQ``) with ``ADVOK`` or ``ADVNO``."""
+    client().superevents[superevent_id].signoff(signoff_type, status,
+                                                 comment)

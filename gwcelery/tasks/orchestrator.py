@@ -35,22 +35,26 @@ eager mode).
   (:func:`fallback_preliminary`), saying so in the superevent's log.
 
 Alerts go out only for preferred events that pass the public-alert
-threshold (:func:`gwcelery.tasks.superevents.passes_public_threshold`).
+threshold (:func:`gwcelery.tasks.superevents.passes_public_threshold`),
+and only while the superevent's labels allow them
+(:func:`gwcelery.tasks.lifecycle.automatic_alert_blocked`). The notices
+are sent by :mod:`gwcelery.tasks.alerts`; what follows the preliminary
+notice (ADVREQ, sign-off, Initial, Update, Retraction) is
+:mod:`gwcelery.tasks.lifecycle`.
 """
-
-import json
 
 from celery import chain, group
 from celery.utils.log import get_task_logger
 
-from .. import app, voevent
+from .. import app
 from . import (
+    alerts,
     bayestar,
     circulars,
     core,
     em_bright,
-    gcn,
     gracedb,
+    lifecycle,
     lvalert,
     p_astro,
     skymaps,
@@ -87,6 +91,10 @@ SUPEREVENT_NODES = ('superevent', 'test_superevent', 'mdc_superevent')
 """LVAlert nodes of the superevents of each category."""
 
 FITS_SUFFIXES = ('.fits', '.fits.gz')
+
+update_alert = lifecycle.update_alert
+"""Send an Update notice (operators, the console): see
+:func:`gwcelery.tasks.lifecycle.update_alert`."""
 
 
 # --- per event ------------------------------------------------------------
@@ -314,11 +322,6 @@ def download_products(log_entries, superevent):
           publish_products.s(superevent, names)).delay()
 
 
-def _skymap_basename(filename):
-    """``bayestar`` for ``bayestar.multiorder.fits``."""
-    return filename.split('.', 1)[0]
-
-
 @app.task(shared=False, ignore_result=True)
 def publish_products(contents, superevent, names):
     """Copy the products to the superevent, the sky map last, then
@@ -363,109 +366,33 @@ def publish_products(contents, superevent, names):
         countdown=app.conf.superevent_clean_up_timeout)
 
 
-def voevent_classification(em_bright_json, p_astro_json):
-    """The GraceDB ``create_voevent`` fields of the classification
-    files."""
-    fields = {}
-    if em_bright_json is not None:
-        properties = json.loads(em_bright_json)
-        fields.update(ProbHasNS=properties['HasNS'],
-                      ProbHasRemnant=properties['HasRemnant'])
-        if 'HasMassGap' in properties:
-            fields['HasMassGap'] = properties['HasMassGap']
-    if p_astro_json is not None:
-        fields.update(json.loads(p_astro_json))
-    return fields
-
-
 @app.task(shared=False, ignore_result=True)
 def send_preliminary(skymap_log, superevent, skymap_name, em_bright_json,
                      p_astro_json):
-    """Register the preliminary VOEvent with GraceDB, naming the version
-    of the sky map just uploaded (``skymap_log`` is its log entry), then
-    :func:`send_voevent`."""
+    """Send the preliminary notice, naming the version of the sky map just
+    uploaded (``skymap_log`` is its log entry), unless the superevent's
+    current labels and notices block it
+    (:func:`gwcelery.tasks.lifecycle.send_automatic`: an operator's
+    decision, a retraction, DQV, INJ). After the notice: labels
+    GCN_PRELIM_SENT and ADVREQ (the rapid-response team's sign-off), then
+    :func:`followup_products`."""
     superevent_id = superevent['superevent_id']
-    fields = voevent_classification(em_bright_json, p_astro_json)
-    fields.update(internal=False, open_alert=True,
-                  hardware_inj=is_injection(superevent))
     skymap_filename = None
     if skymap_name is not None:
         skymap_filename = f"{skymap_name},{skymap_log['file_version']}"
-        fields.update(skymap_type=_skymap_basename(skymap_name),
-                      skymap_filename=skymap_filename)
-    chain(
-        gracedb.create_voevent.si(superevent_id, 'preliminary', **fields),
-        send_voevent.s(superevent, skymap_filename, em_bright_json,
-                       p_astro_json),
-    ).delay()
-
-
-def is_injection(superevent):
-    """Whether the preferred event is a hardware injection (label
-    INJ)."""
-    return 'INJ' in (superevent['preferred_event_data'].get('labels') or ())
-
-
-def superevent_role(superevent_id):
-    """VOEvent role: ``observation`` for production superevents, ``test``
-    for Test and MDC ones."""
-    category = superevents.superevent_category(superevent_id)
-    return 'observation' if category == 'Production' else 'test'
-
-
-def build_notice(filename, superevent, skymap_filename, em_bright_json,
-                 p_astro_json):
-    """Write our VOEvent for GraceDB's record ``filename``
-    (``{superevent_id}-{N}-{AlertType}.xml``) in the LVK format
-    (:func:`gwcelery.voevent.build`) and validate it."""
-    superevent_id = superevent['superevent_id']
-    _, serial_number, alert_type = filename[:-len('.xml')].rsplit('-', 2)
-    event = superevent['preferred_event_data']
-    api_root = app.conf.gracedb_url
-    skymap_url = None
-    if skymap_filename is not None:
-        skymap_url = (f'{api_root}superevents/{superevent_id}/files/'
-                      f'{skymap_filename}')
-    payload = voevent.build(
-        ivorn=voevent.ivorn(app.conf.voevent_ivorn_prefix, superevent_id,
-                            serial_number, alert_type),
-        superevent_id=superevent_id, alert_type=alert_type,
-        serial_number=serial_number, gpstime=event['gpstime'],
-        far=event['far'],
-        instruments=[ifo for ifo in event['instruments'].split(',') if ifo],
-        group=event['group'], pipeline=event['pipeline'],
-        search=event.get('search'),
-        event_page=circulars.superevent_page(superevent_id),
-        role=superevent_role(superevent_id), skymap_url=skymap_url,
-        skymap_type=(_skymap_basename(skymap_filename)
-                     if skymap_filename else 'bayestar'),
-        classification=json.loads(p_astro_json) if p_astro_json else None,
-        properties=json.loads(em_bright_json) if em_bright_json else None,
-        hardware_injection=is_injection(superevent))
-    voevent.validate(payload)
-    return payload
-
-
-@app.task(shared=False, ignore_result=True)
-def send_voevent(filename, superevent, skymap_filename, em_bright_json,
-                 p_astro_json):
-    """Build our VOEvent for GraceDB's record ``filename``
-    (:func:`build_notice`); send it to GCN; upload it to the superevent
-    as the latest version of ``filename``, so that GraceDB serves exactly
-    what GCN received; label GCN_PRELIM_SENT; then
-    :func:`followup_products`."""
-    superevent_id = superevent['superevent_id']
-    payload = build_notice(filename, superevent, skymap_filename,
-                           em_bright_json, p_astro_json)
-    chain(
-        gcn.send.si(payload),
-        gracedb.upload.si(payload, filename, superevent_id,
-                          'VOEvent sent to GCN', ['em_follow']),
+    followups = [
         gracedb.create_label.si(app.conf.superevent_frozen_label,
+                                superevent_id),
+        gracedb.create_label.si(app.conf.advocate_request_label,
                                 superevent_id),
         followup_products.si(superevent, skymap_filename, em_bright_json,
                              p_astro_json),
-    ).delay()
+    ]
+    chain(group(gracedb.get_labels.si(superevent_id),
+                gracedb.get_log.si(superevent_id)),
+          lifecycle.send_automatic.s(superevent, 'Preliminary',
+                                     skymap_filename, em_bright_json,
+                                     p_astro_json, followups)).delay()
 
 
 @app.task(shared=False, ignore_result=True)
@@ -485,7 +412,7 @@ def followup_products(superevent, skymap_filename, em_bright_json,
         chain(core.identity.si(None), circular).delay()
         return
     skymap_name = skymap_filename.split(',')[0]
-    base = _skymap_basename(skymap_name)
+    base = alerts.skymap_type(skymap_name)
     products = [
         circular,
         chain(skymaps.plot_allsky.s(),

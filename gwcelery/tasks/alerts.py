@@ -1,0 +1,217 @@
+"""Sending a superevent's notices: every alert type goes the same way.
+
+:func:`register` has GraceDB create the VOEvent record of an alert type
+(GraceDB numbers them per superevent: that number ``N`` is the notice's
+serial number, ``Pkt_Ser_Num``, and its IVORN ``...#{superevent_id}-N-
+{AlertType}``); :func:`send_voevent` writes our notice for that record
+(:func:`build_notice`), sends it to GCN, uploads it over GraceDB's copy so
+that GraceDB serves exactly what GCN received, then starts the follow-up
+steps it was given (labels, circular draft).
+
+The Initial and the Retraction go out at most once per superevent
+(:data:`ONCE_ONLY`): before sending one, :func:`send_voevent` claims it in
+the broker's Redis (:func:`claim`); a repeated task for the same record
+goes on (it is the same notice), any other record of that type is not
+sent and the superevent's log says so.
+"""
+
+import json
+
+import redis
+from celery import chain, group, signature
+from celery.utils.log import get_task_logger
+
+from .. import app, voevent
+from . import circulars, core, gcn, gracedb, superevents
+
+log = get_task_logger(__name__)
+
+#: Alert types that a superevent gets at most once.
+ONCE_ONLY = ('Initial', 'Retraction')
+
+#: Comment of the log entry that uploads a notice sent to GCN: the
+#: superevent's log tells which notices went out.
+SENT_COMMENT = 'VOEvent sent to GCN'
+
+#: GraceDB's ``create_voevent`` type of each alert type.
+GRACEDB_TYPES = {'EarlyWarning': 'earlywarning',
+                 'Preliminary': 'preliminary', 'Initial': 'initial',
+                 'Update': 'update', 'Retraction': 'retraction'}
+
+#: Alert type of each of GraceDB's VOEvent type codes.
+ALERT_TYPES = {'EW': 'EarlyWarning', 'PR': 'Preliminary', 'IN': 'Initial',
+               'UP': 'Update', 'RE': 'Retraction'}
+
+
+def skymap_type(filename):
+    """The kind of a sky map, from its (maybe versioned) file name:
+    ``bayestar`` for ``bayestar.multiorder.fits,0``."""
+    return filename.split(',')[0].split('.', 1)[0]
+
+
+def voevent_classification(em_bright_json, p_astro_json):
+    """The GraceDB ``create_voevent`` fields of the classification
+    files."""
+    fields = {}
+    if em_bright_json is not None:
+        properties = json.loads(em_bright_json)
+        fields.update(ProbHasNS=properties['HasNS'],
+                      ProbHasRemnant=properties['HasRemnant'])
+        if 'HasMassGap' in properties:
+            fields['HasMassGap'] = properties['HasMassGap']
+    if p_astro_json is not None:
+        fields.update(json.loads(p_astro_json))
+    return fields
+
+
+def is_injection(superevent):
+    """Whether the superevent or its preferred event is a hardware
+    injection (:obj:`~gwcelery.conf.injection_label`)."""
+    label = app.conf.injection_label
+    return (label in (superevent.get('labels') or ())
+            or label in (superevent['preferred_event_data'].get('labels')
+                         or ()))
+
+
+def superevent_role(superevent_id):
+    """VOEvent role: ``observation`` for production superevents, ``test``
+    for Test and MDC ones."""
+    category = superevents.superevent_category(superevent_id)
+    return 'observation' if category == 'Production' else 'test'
+
+
+def voevent_fields(superevent, alert_type, skymap_filename=None,
+                   em_bright_json=None, p_astro_json=None):
+    """The fields of GraceDB's ``create_voevent`` for a notice; a
+    Retraction names no products."""
+    fields = dict(internal=False, open_alert=True,
+                  hardware_inj=is_injection(superevent))
+    if alert_type == 'Retraction':
+        return fields
+    fields.update(voevent_classification(em_bright_json, p_astro_json))
+    if skymap_filename is not None:
+        fields.update(skymap_type=skymap_type(skymap_filename),
+                      skymap_filename=skymap_filename)
+    return fields
+
+
+def parse_filename(filename):
+    """``(superevent_id, serial_number, alert_type)`` of GraceDB's VOEvent
+    file name ``{superevent_id}-{N}-{AlertType}.xml``."""
+    superevent_id, serial_number, alert_type = \
+        filename[:-len('.xml')].rsplit('-', 2)
+    return superevent_id, int(serial_number), alert_type
+
+
+def build_notice(filename, superevent, skymap_filename, em_bright_json,
+                 p_astro_json):
+    """Write our VOEvent for GraceDB's record ``filename`` in the LVK
+    format (:func:`gwcelery.voevent.build`) and validate it."""
+    superevent_id = superevent['superevent_id']
+    _, serial_number, alert_type = parse_filename(filename)
+    event = superevent['preferred_event_data']
+    skymap_url = None
+    if skymap_filename is not None:
+        skymap_url = (f'{app.conf.gracedb_url}superevents/{superevent_id}/'
+                      f'files/{skymap_filename}')
+    payload = voevent.build(
+        ivorn=voevent.ivorn(app.conf.voevent_ivorn_prefix, superevent_id,
+                            serial_number, alert_type),
+        superevent_id=superevent_id, alert_type=alert_type,
+        serial_number=serial_number, gpstime=event['gpstime'],
+        far=event['far'],
+        instruments=[ifo for ifo in event['instruments'].split(',') if ifo],
+        group=event['group'], pipeline=event['pipeline'],
+        search=event.get('search'),
+        event_page=circulars.superevent_page(superevent_id),
+        role=superevent_role(superevent_id), skymap_url=skymap_url,
+        skymap_type=(skymap_type(skymap_filename)
+                     if skymap_filename else 'bayestar'),
+        classification=json.loads(p_astro_json) if p_astro_json else None,
+        properties=json.loads(em_bright_json) if em_bright_json else None,
+        hardware_injection=is_injection(superevent))
+    voevent.validate(payload)
+    return payload
+
+
+def claim(superevent_id, alert_type, token):
+    """Claim the one ``alert_type`` notice of a superevent for ``token``
+    (e.g. the VOEvent file name); return whether ``token`` holds it (it
+    did already, or it does now). Atomic in Redis, so that two workers
+    never both hold it."""
+    client = redis.Redis.from_url(app.conf.broker_url)
+    key = f'gwcelery:alert-once:{superevent_id}:{alert_type}'
+    try:
+        if client.set(key, token, nx=True,
+                      ex=int(app.conf.alert_once_expiry)):
+            return True
+        return client.get(key) == token.encode()
+    finally:
+        client.close()
+
+
+@app.task(shared=False, ignore_result=True)
+def register(superevent, alert_type, skymap_filename=None,
+             em_bright_json=None, p_astro_json=None, followups=()):
+    """Have GraceDB create the VOEvent record of an ``alert_type`` notice
+    (its serial number), then :func:`send_voevent` with the same
+    products and ``followups`` (signatures)."""
+    superevent_id = superevent['superevent_id']
+    fields = voevent_fields(superevent, alert_type, skymap_filename,
+                            em_bright_json, p_astro_json)
+    chain(gracedb.create_voevent.si(superevent_id, GRACEDB_TYPES[alert_type],
+                                    **fields),
+          send_voevent.s(superevent, skymap_filename, em_bright_json,
+                         p_astro_json, followups)).delay()
+
+
+@app.task(shared=False, ignore_result=True)
+def send_voevent(filename, superevent, skymap_filename, em_bright_json,
+                 p_astro_json, followups=()):
+    """Build our VOEvent for GraceDB's record ``filename``; send it to
+    GCN; upload it as the latest version of ``filename``; then start the
+    ``followups`` (signatures, in parallel). An Initial or Retraction
+    that another record already claimed is not sent."""
+    superevent_id, _, alert_type = parse_filename(filename)
+    if alert_type in ONCE_ONLY and not claim(superevent_id, alert_type,
+                                             filename):
+        message = (f'{alert_type} notice {filename} not sent: this '
+                   f'superevent already had its {alert_type} notice')
+        log.warning('%s: %s', superevent_id, message)
+        gracedb.upload.delay(None, None, superevent_id, message,
+                             ['em_follow'])
+        return
+    payload = build_notice(filename, superevent, skymap_filename,
+                           em_bright_json, p_astro_json)
+    steps = [gcn.send.si(payload),
+             gracedb.upload.si(payload, filename, superevent_id,
+                               SENT_COMMENT,
+                               ['em_follow', 'public'])]
+    if followups:
+        # After the notice, so that nothing delays it.
+        steps.append(group(signature(followup, app=app)
+                           for followup in followups))
+    chain(*steps).delay()
+
+
+def circular_filename(alert_type):
+    """File name of the circular draft of an alert type, e.g.
+    ``initial-circular.txt``."""
+    return f'{alert_type.lower()}-circular.txt'
+
+
+def circular_canvas(superevent, alert_type, skymap_filename=None,
+                    em_bright_json=None, p_astro_json=None):
+    """Write the circular draft of a notice (from the sky map, downloaded
+    once, if there is one) and upload it to the superevent."""
+    superevent_id = superevent['superevent_id']
+    first = (gracedb.download.si(skymap_filename, superevent_id)
+             if skymap_filename else core.identity.si(None))
+    return chain(
+        first,
+        circulars.create_circular.s(superevent, skymap_filename,
+                                    p_astro_json, em_bright_json,
+                                    alert_type=alert_type),
+        gracedb.upload.s(circular_filename(alert_type), superevent_id,
+                         f'Template for {alert_type} GCN Circular',
+                         ['em_follow']))
