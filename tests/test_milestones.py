@@ -37,7 +37,7 @@ def test_superevent_labels_and_uninteresting_alerts():
     alert = {'uid': 'S180616h', 'alert_type': 'label_added',
              'data': {'name': 'GCN_PRELIM_SENT'}, 'object': superevent}
     assert 'preliminary notice sent' in describe_alert(alert)
-    alert['data'] = {'name': 'ADVREQ'}
+    alert['data'] = {'name': 'DQR_REQUEST'}
     assert describe_alert(alert) is None
     assert describe_alert({'alert_type': 'update', 'object': {}}) is None
 

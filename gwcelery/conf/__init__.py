@@ -654,6 +654,16 @@ mock_grb_coincidence_probability = 0.0
 """Probability that a mock event comes with a GRB notice 0.5 to 2 s after
 it (inside the GRB-CBC coincidence window)."""
 
+mock_signoff_delay = 60.0
+"""Seconds after an MDC superevent's sign-off request (ADVREQ) at which a
+simulated rapid-response decision (an ``ADV`` signoff through the GraceDB
+API) follows, where mock events are uploaded
+(:obj:`mock_events_interval` set); ``None`` simulates none."""
+
+mock_signoff_no_fraction = 0.2
+"""Fraction of the simulated decisions that are NO (a Retraction follows);
+the others are OK (an Initial notice follows)."""
+
 mock_gcn_queue_key = 'gcn:mock:notices'
 """Redis key of the notices queued for the mock GCN server (``gwcelery
 mock-gcn-server``), which the local deployment's GCN listener connects to

@@ -20,6 +20,9 @@ A fraction :obj:`~gwcelery.conf.mock_events_bad_data_fraction` of the mock
 events ask the mock frame writer (:mod:`gwcelery.tasks.detchar`) for a
 bad-state or injection segment at their time, so that the local
 deployment shows ``DQV`` and ``INJ`` as well as ``DQOK``.
+
+:func:`schedule_mock_signoff` plays the rapid-response team for mock
+superevents: an OK or NO sign-off a while after each sign-off request.
 """
 
 import gzip
@@ -37,7 +40,7 @@ from lal import LIGOTimeGPS
 
 from .. import app
 from ..util.voevent_broker import VOEventQueue
-from . import detchar, gracedb
+from . import detchar, gracedb, lvalert
 
 #: Pipelines that have a realisation of each signal, in file names.
 PIPELINES = ('gstlal', 'pycbc', 'MBTA')
@@ -229,6 +232,34 @@ def upload_event(number=None, gpstime=None, search='MDC'):
           for pipeline, coinc, delay in plan_uploads(number, gpstime, rng)
           ).delay()
     return gpstime
+
+
+def mock_signoff_status(superevent_id):
+    """The simulated decision on a superevent, ``'OK'`` or ``'NO'`` (a
+    fraction :obj:`~gwcelery.conf.mock_signoff_no_fraction`); always the
+    same for the same superevent, so that a repeated alert never signs
+    off differently."""
+    draw = random.Random(superevent_id).random()
+    return 'NO' if draw < app.conf.mock_signoff_no_fraction else 'OK'
+
+
+@lvalert.handler('mdc_superevent', alert_types=('label_added',),
+                 shared=False, ignore_result=True)
+def schedule_mock_signoff(alert):
+    """Simulate the rapid-response team: an ``ADV`` signoff
+    (:func:`mock_signoff_status`) :obj:`~gwcelery.conf.mock_signoff_delay`
+    seconds after an MDC superevent's ADVREQ, where mock events are
+    uploaded."""
+    conf = app.conf
+    if (alert['data'].get('name') != conf.advocate_request_label
+            or not conf.mock_events_interval
+            or conf.mock_signoff_delay is None):
+        return
+    superevent_id = alert['object']['superevent_id']
+    gracedb.create_signoff.apply_async(
+        (superevent_id, 'ADV', mock_signoff_status(superevent_id),
+         'Simulated rapid-response decision (gwcelery local)'),
+        countdown=conf.mock_signoff_delay)
 
 
 @app.on_after_finalize.connect

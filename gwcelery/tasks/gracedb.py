@@ -38,6 +38,9 @@ NO_CHANGE_MESSAGE = 'Request would not modify the superevent'
 DUPLICATE_LABEL_MESSAGES = ('The fields superevent, name must make a unique '
                             'set.', 'already applied to superevent')
 
+#: The message of GraceDB's 400 answer to a second signoff of one kind.
+SIGNOFF_EXISTS_MESSAGE = 'must make a unique set'
+
 VOEVENT_TYPE_NAMES = {'EW': 'earlywarning', 'PR': 'preliminary',
                       'IN': 'initial', 'UP': 'update', 'RE': 'retraction'}
 
@@ -340,6 +343,14 @@ def expose(superevent_id):
 def create_signoff(superevent_id, signoff_type, status, comment=''):
     """Sign off a superevent: ``signoff_type`` ``ADV`` (the advocate's) or
     an instrument (``H1``, ...), ``status`` ``OK`` or ``NO``; GraceDB then
-    replaces the request label (``ADVREQ``) with ``ADVOK`` or ``ADVNO``."""
-    client().superevents[superevent_id].signoff(signoff_type, status,
-                                                 comment)
+    replaces the request label (``ADVREQ``) with ``ADVOK`` or ``ADVNO``.
+    A superevent already signed off (GraceDB answers 400) keeps its
+    first sign-off; that is not an error."""
+    try:
+        client().superevents[superevent_id].signoff(signoff_type, status,
+                                                     comment)
+    except requests.HTTPError as exc:
+        if not _status_is(exc, 400, SIGNOFF_EXISTS_MESSAGE):
+            raise
+        log.info('%s was already signed off (%s)', superevent_id,
+                 signoff_type)

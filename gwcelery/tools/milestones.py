@@ -21,7 +21,14 @@ SUPEREVENT_LABELS = {
     'GCN_PRELIM_SENT': 'preliminary notice sent to GCN (GCN_PRELIM_SENT)',
     'EM_COINC': 'coincident with an external trigger (EM_COINC)',
     'RAVEN_ALERT': 'coincidence passes the RAVEN alert threshold',
+    'ADVREQ': 'rapid-response sign-off requested (ADVREQ)',
+    'ADVOK': 'signed off OK (ADVOK)',
+    'ADVNO': 'signed off NO (ADVNO)',
 }
+
+#: Comment of the log entry that uploads a notice sent to GCN
+#: (:data:`gwcelery.tasks.alerts.SENT_COMMENT`).
+SENT_COMMENT = 'VOEvent sent to GCN'
 
 #: Event labels worth a line.
 EVENT_LABELS = {
@@ -70,6 +77,12 @@ def describe_alert(alert):
     if kind == 'voevent' and is_superevent:
         notice = VOEVENT_TYPES.get(data.get('voevent_type'), 'new')
         return f'{uid}: {notice} VOEvent {data.get("filename")} registered'
+    filename = data.get('filename') or ''
+    if (kind == 'log' and is_superevent
+            and data.get('comment') == SENT_COMMENT
+            and filename.endswith('.xml')):
+        alert_type = filename[:-len('.xml')].rsplit('-', 1)[-1]
+        return f'{uid}: {alert_type} sent ({filename})'
     if kind == 'event_added' and is_superevent:
         return f'{uid}: events now {", ".join(obj.get("gw_events", []))}'
     if kind == 'log' and is_superevent and \
