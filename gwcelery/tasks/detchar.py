@@ -136,7 +136,9 @@ def check_vectors(event, superevent_id, start, end):
     (a superevent, or the External event itself) and log the result.
 
     Skipped, with a log message, if `start` is in the future (an early
-    warning). Returns `event` with its ``labels`` as the check left them.
+    warning). Returns `event` with ``labels`` replaced by those of
+    `superevent_id` as the check left them (the alert lifecycle reads
+    ``DQV`` and ``INJ`` there).
     """
     conf = app.conf
     if start > now_gps():
