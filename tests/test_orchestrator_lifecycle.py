@@ -10,7 +10,14 @@ import lxml.etree
 import pytest
 
 from gwcelery import app, voevent
-from gwcelery.tasks import alerts, circulars, gracedb, lifecycle, orchestrator
+from gwcelery.tasks import (
+    alerts,
+    circulars,
+    early_warning,
+    gracedb,
+    lifecycle,
+    orchestrator,
+)
 
 from .test_orchestrator import (
     alert,
@@ -255,3 +262,46 @@ def test_second_initial_record_is_not_sent(eager, candidate):
     # The task that holds the claim may run again (a redelivery).
     assert alerts.claim(superevent_id, 'Initial',
                         f'{superevent_id}-2-Initial.xml')
+
+
+@pytest.mark.usefixtures('gracedb')
+def test_early_warning_then_preliminary(eager, coinc_bytes, bayestar_skymap):
+    event = gracedb.create_event(coinc_bytes, 'EarlyWarning', 'gstlal',
+                                 'CBC', filename='coinc.xml')
+    graceid = event['graceid']
+    gracedb.upload(bayestar_skymap, 'bayestar.multiorder.fits', graceid,
+                   'sky map', ['sky_loc'])
+    superevent_id = new_superevent(event)
+    event = gracedb.get_event(graceid)
+    assert early_warning.passes_early_warning_threshold(event)
+    early_warning.handle_event(alert('label_added', event,
+                                     {'name': 'SKYMAP_READY'}))
+    assert voevent_types(superevent_id) == ['EW']
+    payload = queued_voevents()[0]
+    voevent.validate(payload)
+    root, params = params_of(payload)
+    assert root.get('ivorn').endswith(f'{superevent_id}-1-EarlyWarning')
+    assert params['Packet_Type'] == '163' and params['Pkt_Ser_Num'] == '1'
+    assert params['Search'] == 'EarlyWarning'
+    assert 'pre-merger alert' in gracedb.download(
+        'earlywarning-circular.txt', superevent_id).decode()
+
+    # The preliminary follows with the next serial number; no second
+    # early warning after it.
+    em_ready(superevent_id)
+    assert voevent_types(superevent_id) == ['EW', 'PR']
+    assert params_of(queued_voevents()[-1])[1]['Pkt_Ser_Num'] == '2'
+    early_warning.handle_event(alert('label_added', event,
+                                     {'name': 'SKYMAP_READY'}))
+    assert voevent_types(superevent_id) == ['EW', 'PR']
+
+
+def test_early_warning_threshold():
+    event = {'search': 'EarlyWarning', 'far': 1e-6, 'labels': []}
+    assert early_warning.passes_early_warning_threshold(event)
+    assert not early_warning.passes_early_warning_threshold(
+        dict(event, far=1e-4))
+    assert not early_warning.passes_early_warning_threshold(
+        dict(event, search='AllSky'))
+    assert not early_warning.passes_early_warning_threshold(
+        dict(event, labels=['INJ']))

@@ -52,6 +52,7 @@ from . import (
     bayestar,
     circulars,
     core,
+    early_warning,  # noqa: F401 (registers its handler)
     em_bright,
     gracedb,
     lifecycle,
