@@ -411,15 +411,9 @@ the frames: the low-latency frames reach the disk a few seconds late. A
 window whose frames are still missing then is reported unknown."""
 
 detchar_ok_label = 'DQOK'
-"""Label applied when the active detectors' data quality is good."""
-
-detchar_veto_label = 'DQV'
-"""Label applied when the data quality of an active detector is bad; it
-stops the candidate's preliminary alert."""
-
-detchar_injection_label = 'INJ'
-"""Label applied when an active detector had a hardware injection on; it
-stops every public alert."""
+"""Label applied when the active detectors' data quality is good. Bad data
+get :obj:`data_quality_veto_label`, a hardware injection
+:obj:`injection_label`."""
 
 strain_channel_names = {'H1': 'H1:GDS-CALIB_STRAIN_CLEAN',
                         'L1': 'L1:GDS-CALIB_STRAIN_CLEAN',

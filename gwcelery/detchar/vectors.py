@@ -120,8 +120,8 @@ def decide_labels(conf, dq, injection, idq, idq_veto):
     none found removes it; unknown leaves it.
     """
     ok = conf['detchar_ok_label']
-    veto = conf['detchar_veto_label']
-    inj = conf['detchar_injection_label']
+    veto = conf['data_quality_veto_label']
+    inj = conf['injection_label']
     add, remove = set(), set()
     if dq == BAD or (idq_veto and idq == HIGH):
         add.add(veto)
