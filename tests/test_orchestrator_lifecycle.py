@@ -44,14 +44,15 @@ def eager(monkeypatch, broker_app):
 @pytest.fixture
 def candidate(coinc_bytes, bayestar_skymap):
     """A function that makes a complete CBC superevent (its preferred
-    event has a sky map and classification), with ``labels``; returns its
-    id."""
-    def make(labels=()):
+    event has a sky map, unless ``skymap`` is false, and classification),
+    with ``labels``; returns its id."""
+    def make(labels=(), skymap=True):
         event = gracedb.create_event(coinc_bytes, 'AllSky', 'gstlal', 'CBC',
                                      filename='coinc.xml')
         graceid = event['graceid']
-        gracedb.upload(bayestar_skymap, 'bayestar.multiorder.fits', graceid,
-                       'sky map', ['sky_loc'])
+        if skymap:
+            gracedb.upload(bayestar_skymap, 'bayestar.multiorder.fits',
+                           graceid, 'sky map', ['sky_loc'])
         gracedb.upload(json.dumps(EM_BRIGHT), 'em_bright.json', graceid,
                        'em_bright', ['em_bright'])
         gracedb.upload(json.dumps(P_ASTRO), 'gstlal.p_astro.json', graceid,
@@ -199,9 +200,12 @@ def test_signoff_no_retraction_is_final(eager, candidate):
 @pytest.mark.usefixtures('gracedb')
 def test_signoff_before_preliminary(eager, candidate):
     """A decision before any notice: nothing is sent, neither for the
-    sign-off nor the automatic preliminary afterwards."""
+    sign-off nor the automatic preliminary afterwards (on its time-out or
+    on EM_READY)."""
     superevent_id = candidate(labels=['ADVREQ'])
     sign_off(superevent_id, 'OK')
+    # The fallback timer fires after the decision, then EM_READY comes.
+    orchestrator.fallback_preliminary(gracedb.get_superevent(superevent_id))
     em_ready(superevent_id)
     assert voevent_types(superevent_id) == []
     assert queued_voevents() == []
@@ -305,3 +309,24 @@ def test_early_warning_threshold():
         dict(event, search='AllSky'))
     assert not early_warning.passes_early_warning_threshold(
         dict(event, labels=['INJ']))
+
+
+@pytest.mark.usefixtures('gracedb')
+def test_late_skymap_completes_initial(eager, candidate, bayestar_skymap):
+    """A preliminary without sky map (sent on its time-out), ADVOK: no
+    Initial yet (it needs a sky map); the sky map's late EM_READY sends no
+    preliminary but the Initial."""
+    superevent_id = candidate(skymap=False)
+    orchestrator.fallback_preliminary(gracedb.get_superevent(superevent_id))
+    assert voevent_types(superevent_id) == ['PR']
+    sign_off(superevent_id, 'OK')
+    assert voevent_types(superevent_id) == ['PR']
+    assert any('no Initial notice sent, because the superevent has no sky '
+               'map' in c for c in log_comments(superevent_id))
+    preferred = gracedb.get_superevent(superevent_id)['preferred_event']
+    gracedb.upload(bayestar_skymap, 'bayestar.multiorder.fits', preferred,
+                   'sky map', ['sky_loc'])
+    em_ready(superevent_id)
+    assert voevent_types(superevent_id) == ['PR', 'IN']
+    params = params_of(queued_voevents()[-1])[1]
+    assert params['AlertType'] == 'Initial' and 'skymap_fits' in params

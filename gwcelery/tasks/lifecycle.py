@@ -38,6 +38,7 @@ SUPEREVENT_NODES = ('superevent', 'test_superevent', 'mdc_superevent')
 #: Alert types that tell the public about a candidate.
 PUBLIC_NOTICES = ('EarlyWarning', 'Preliminary', 'Initial', 'Update')
 
+#: Name endings of sky map files.
 FITS_SUFFIXES = ('.fits', '.fits.gz')
 
 
@@ -189,12 +190,23 @@ def send_automatic(state, superevent, alert_type, skymap_filename=None,
                    em_bright_json=None, p_astro_json=None, followups=()):
     """Given the superevent's current ``[labels, log entries]``, send an
     automatic notice (EarlyWarning, Preliminary) unless
-    :func:`automatic_alert_blocked` says no."""
+    :func:`automatic_alert_blocked` says no. A blocked notice that brings
+    a sky map to a superevent signed off OK without an Initial (the sign-off
+    came before any sky map) starts the Initial."""
     labels, log_entries = state
-    why_not = automatic_alert_blocked(labels, notices_sent(log_entries))
+    sent = notices_sent(log_entries)
+    why_not = automatic_alert_blocked(labels, sent)
     if why_not is not None:
-        refuse(superevent['superevent_id'], f'Blocking automated '
-               f'{alert_type} notice, because {why_not}')
+        superevent_id = superevent['superevent_id']
+        refuse(superevent_id, f'Blocking automated {alert_type} notice, '
+               f'because {why_not}')
+        if (skymap_filename is not None and 'Initial' not in sent
+                and app.conf.advocate_ok_label in labels):
+            # An ADVOK that came before any sky map sent no Initial; this
+            # notice's sky map, now on the superevent, completes it.
+            chain(group(gracedb.get_superevent.si(superevent_id),
+                        gracedb.get_log.si(superevent_id)),
+                  decide_signoff.s(app.conf.advocate_ok_label)).delay()
         return
     alerts.register.delay(superevent, alert_type, skymap_filename,
                           em_bright_json, p_astro_json, followups)

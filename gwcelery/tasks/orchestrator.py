@@ -88,10 +88,10 @@ BURST_NODES = tuple(f'{prefix}_{pipeline}'
                     if group_name == 'Burst' for prefix in ('burst', 'test'))
 """LVAlert nodes of the burst searches (production/MDC and Test)."""
 
-SUPEREVENT_NODES = ('superevent', 'test_superevent', 'mdc_superevent')
+SUPEREVENT_NODES = lifecycle.SUPEREVENT_NODES
 """LVAlert nodes of the superevents of each category."""
 
-FITS_SUFFIXES = ('.fits', '.fits.gz')
+FITS_SUFFIXES = lifecycle.FITS_SUFFIXES
 
 update_alert = lifecycle.update_alert
 """Send an Update notice (operators, the console): see
