@@ -20,6 +20,7 @@ import threading
 import time
 
 import gcn
+import lxml.etree
 import psutil
 import pytest
 from gracedb_sdk import Client
@@ -272,3 +273,67 @@ def test_eager_mode_runs_the_pipeline_in_one_process(tmp_path):
         assert superevent_id.encode() in payload
     finally:
         assert eager.stop() < 60
+
+
+def notice_params(payload):
+    """The Params of a notice, by name."""
+    return {param.get('name'): param.get('value') for param in
+            lxml.etree.fromstring(payload).iter('Param')}
+
+
+def test_signoffs_become_initial_and_retraction(tmp_path):
+    """As the rapid-response team: sign off OK the first mock superevent
+    whose preliminary notice reaches a pygcn client of the broker, NO the
+    second (before the simulated decision, 60 s later); the client then
+    receives an Initial for the first (once it has a sky map) and a
+    Retraction for the second, each once, and the milestones say so.
+    Mock events every two minutes, so that BAYESTAR keeps up on two
+    cores."""
+    running = LocalDeployment(tmp_path / 'gwcelery-local',
+                              '--mock-interval', '120')
+    try:
+        running.wait_for_line(r'gwcelery local is up', timeout=180)
+        client = GCNClient(running.ports['gcn'])
+        client.start()
+        gracedb = Client(running.gracedb_url, force_noauth=True)
+        decisions = {}
+        received = {}
+        deadline = time.monotonic() + 3 * ALERT_TIMEOUT
+        while not (len(decisions) == 2 and all(
+                {'Initial', 'Retraction'} & set(received[sid])
+                for sid in decisions)):
+            payload = client.received.get(
+                timeout=max(1, deadline - time.monotonic()))
+            voevent.validate(payload)
+            params = notice_params(payload)
+            superevent_id = params['GraceID']
+            received.setdefault(superevent_id, []).append(
+                params['AlertType'])
+            if (params['AlertType'] == 'Preliminary'
+                    and superevent_id not in decisions
+                    and len(decisions) < 2):
+                status = 'NO' if decisions else 'OK'
+                decisions[superevent_id] = status
+                superevent = gracedb.superevents[superevent_id]
+                assert wait_for(
+                    lambda s=superevent: 'ADVREQ' in s.get()['labels'],
+                    timeout=30, interval=0.2)
+                superevent.signoff('ADV', status, 'end-to-end test')
+
+        (ok, _), (no, _) = decisions.items()
+        assert received[ok][0] == 'Preliminary'
+        assert received[no][0] == 'Preliminary'
+        running.wait_for_line(rf'{ok}: Initial sent', timeout=30)
+        running.wait_for_line(rf'{no}: Retraction sent', timeout=30)
+        # Nothing more for them: no second Initial, nothing after the
+        # Retraction (the simulated decision comes later and is refused).
+        time.sleep(5)
+        while not client.received.empty():
+            params = notice_params(client.received.get())
+            received.setdefault(params['GraceID'], []).append(
+                params['AlertType'])
+        assert received[ok].count('Initial') == 1
+        assert received[no][-1] == 'Retraction'
+        assert received[no].count('Retraction') == 1
+    finally:
+        assert running.stop() < 60
