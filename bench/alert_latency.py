@@ -18,9 +18,18 @@ For each candidate it records, from the start of the upload:
 * ``voevent``: the preliminary VOEvent received by the pygcn client;
 * ``bayestar``: BAYESTAR's own run time (``RUNTIME`` in the FITS header);
 
+then signs the superevent off as the rapid-response team would (an
+``ADV`` signoff through the GraceDB API; OK for even candidates, NO for
+odd ones) and records, from the ``label_added`` alert of ``ADVOK`` or
+``ADVNO``:
+
+* ``initial``: the Initial VOEvent received by the pygcn client;
+* ``retraction``: the Retraction VOEvent received by the pygcn client;
+
 and prints the table, then the medians and the figure of merit, the
 pipeline overhead = alert latency (``voevent``) - BAYESTAR time, whose p50
-should be under a second. The next candidate is uploaded once the previous
+should be under a second, as should those of ``initial`` and
+``retraction``. The next candidate is uploaded once the previous
 one's products (volume plot included) are done, so that each localisation
 finds the openmp worker idle.
 
@@ -99,6 +108,14 @@ class Recorder:
             return next((t for t, params, _ in self.voevents
                          if params.get('GraceID') == superevent_id
                          and 'skymap_fits' in params), None)
+
+    def notice(self, superevent_id, alert_type):
+        """Time of the first ``alert_type`` VOEvent about
+        ``superevent_id``."""
+        with self.lock:
+            return next((t for t, params, _ in self.voevents
+                         if params.get('GraceID') == superevent_id
+                         and params.get('AlertType') == alert_type), None)
 
     def without_skymap(self, superevent_id):
         with self.lock:
@@ -208,6 +225,28 @@ def run_event(number, pipeline, gracedb, recorder, timeout):
     return row
 
 
+def run_signoff(superevent_id, status, gracedb, recorder, timeout):
+    """Sign off a superevent (once its ADVREQ is there); return the time
+    from the ADVOK/ADVNO alert to the Initial/Retraction at the client."""
+    def label_added(name):
+        return lambda node, alert: (
+            alert['uid'] == superevent_id
+            and alert['alert_type'] == 'label_added'
+            and alert['data'].get('name') == name)
+    if wait(lambda: recorder.first_alert(label_added('ADVREQ')),
+            timeout) is None:
+        return {}
+    gracedb.superevents[superevent_id].signoff('ADV', status, 'benchmark')
+    t_label = wait(lambda: recorder.first_alert(label_added(f'ADV{status}')),
+                   timeout)
+    alert_type = 'Initial' if status == 'OK' else 'Retraction'
+    t_notice = wait(lambda: recorder.notice(superevent_id, alert_type),
+                    timeout)
+    if t_label is None or t_notice is None:
+        return {}
+    return {alert_type.lower(): t_notice - t_label}
+
+
 def report(rows):
     columns = ('superevent', 'skymap', 'voevent', 'bayestar', 'before',
                'after', 'overhead')
@@ -242,6 +281,14 @@ def report(rows):
         p50 = statistics.median(row['overhead'] for row in complete)
         print(f'figure of merit: pipeline overhead p50 = {p50:.2f} s '
               f'(goal < 1 s): {"met" if p50 < 1 else "NOT met"}')
+    for name, label in (('initial', 'ADVOK'), ('retraction', 'ADVNO')):
+        values = [row[name] for row in rows if name in row]
+        if values:
+            p50 = statistics.median(values)
+            print(f'{label} applied -> {name} at the client: p50 '
+                  f'{p50:.2f} s over {len(values)} (min {min(values):.2f}, '
+                  f'max {max(values):.2f}; goal < 1 s: '
+                  f'{"met" if p50 < 1 else "NOT met"})')
 
 
 def main():
@@ -271,6 +318,10 @@ def main():
             number = index % first2years.NUM_SIGNALS
             row = run_event(number, args.pipeline, gracedb, recorder,
                             args.timeout)
+            if 'superevent_id' in row:
+                row.update(run_signoff(
+                    row['superevent_id'], 'OK' if index % 2 == 0 else 'NO',
+                    gracedb, recorder, args.timeout))
             rows.append(row)
             print(f'  {row}', flush=True)
         report(rows)
