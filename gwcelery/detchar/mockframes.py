@@ -110,9 +110,13 @@ def write_frame(conf, detector, start, duration, segments):
                                    name=channel, channel=channel)
     directory = frame_directory(conf, detector)
     os.makedirs(directory, exist_ok=True)
-    path = os.path.join(directory, frame_name(detector, start, duration))
-    data.write(path + '.part', format='gwf')
-    os.replace(path + '.part', path)
+    name = frame_name(detector, start, duration)
+    path = os.path.join(directory, name)
+    # Two writers may overlap (Beat sends the next run while one is slow):
+    # each writes a temporary file of its own, then renames it.
+    partial = os.path.join(directory, f'{os.getpid()}.{name}.part')
+    data.write(partial, format='gwf')
+    os.replace(partial, path)
     return path
 
 
