@@ -79,24 +79,24 @@ def dq_state(bits, detectors):
     another detector's frames are missing), else :data:`UNKNOWN` if any is
     unread or no bit at all was checked, else :data:`GOOD`.
     """
-    values = _of(bits, detectors, injection=False)
-    if False in values:
-        return BAD
-    if not values or None in values:
-        return UNKNOWN
-    return GOOD
+    return _combine(_of(bits, detectors, injection=False), BAD, GOOD)
 
 
 def injection_state(bits, detectors):
     """Hardware-injection state of `detectors`: :data:`FOUND` if any of
     their injection bits is clear, else :data:`UNKNOWN` if any is unread
     (or none was checked), else :data:`NONE_FOUND`."""
-    values = _of(bits, detectors, injection=True)
+    return _combine(_of(bits, detectors, injection=True), FOUND, NONE_FOUND)
+
+
+def _combine(values, any_clear, all_set):
+    """`any_clear` if a bit value is False, else :data:`UNKNOWN` if one
+    is None or there are none, else `all_set`."""
     if False in values:
-        return FOUND
+        return any_clear
     if not values or None in values:
         return UNKNOWN
-    return NONE_FOUND
+    return all_set
 
 
 def idq_state(maxima, threshold):
