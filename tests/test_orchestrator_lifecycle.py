@@ -330,3 +330,45 @@ def test_late_skymap_completes_initial(eager, candidate, bayestar_skymap):
     assert voevent_types(superevent_id) == ['PR', 'IN']
     params = params_of(queued_voevents()[-1])[1]
     assert params['AlertType'] == 'Initial' and 'skymap_fits' in params
+
+
+def feed_log(superevent_id, entry):
+    lifecycle.handle_skymap(alert(
+        'log', gracedb.get_superevent(superevent_id), entry))
+
+
+@pytest.mark.usefixtures('gracedb')
+def test_new_skymap_after_initial_sends_an_update(eager, candidate,
+                                                  bayestar_skymap):
+    """A sky map uploaded before the Initial waits for it (the Initial
+    carries it); one uploaded after the Initial is sent as an Update, once;
+    other files and the alert of an older entry send nothing."""
+    superevent_id = candidate()
+    em_ready(superevent_id)
+    early = gracedb.upload(bayestar_skymap, 'early.multiorder.fits',
+                           superevent_id, 'a first analysis', ['sky_loc'])
+    feed_log(superevent_id, early)
+    assert voevent_types(superevent_id) == ['PR']
+
+    sign_off(superevent_id, 'OK')
+    assert voevent_types(superevent_id) == ['PR', 'IN']
+    assert params_of(queued_voevents()[-1])[1]['skymap_fits'].endswith(
+        'files/early.multiorder.fits,0')
+
+    plot = gracedb.upload(b'PNG', 'later.png', superevent_id, 'a plot',
+                          ['sky_loc'])
+    feed_log(superevent_id, plot)
+    assert voevent_types(superevent_id) == ['PR', 'IN']
+
+    later = gracedb.upload(bayestar_skymap, 'later.multiorder.fits',
+                           superevent_id, 'a later analysis', ['sky_loc'])
+    feed_log(superevent_id, later)
+    assert voevent_types(superevent_id) == ['PR', 'IN', 'UP']
+    root, params = params_of(queued_voevents()[-1])
+    assert params['AlertType'] == 'Update'
+    assert params['skymap_fits'].endswith('files/later.multiorder.fits,0')
+
+    # The same alert again, or the early sky map's: no second Update.
+    feed_log(superevent_id, later)
+    feed_log(superevent_id, early)
+    assert voevent_types(superevent_id) == ['PR', 'IN', 'UP']

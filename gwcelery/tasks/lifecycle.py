@@ -15,7 +15,8 @@ The tasks below them read GraceDB, decide, and start the writes:
 * ``ADVNO``: the **Retraction** notice and its circular draft, only if a
   public notice went out; nothing automatic follows it;
 * :func:`update_alert`: an **Update** with the named (or latest)
-  products;
+  products; after the Initial, a sky map uploaded to the superevent sends
+  one by itself (:func:`plan_automatic_update`);
 * ``DQV`` after the preliminary notice: a note in the superevent's log
   for the rapid-response team.
 
@@ -45,17 +46,19 @@ FITS_SUFFIXES = ('.fits', '.fits.gz')
 # --- decisions (pure) -----------------------------------------------------
 
 
+def sent_notice_entries(log_entries):
+    """The log entries of the notices sent to GCN, in order (each sent
+    notice is uploaded with :data:`gwcelery.tasks.alerts.SENT_COMMENT`)."""
+    return [entry for entry in log_entries
+            if entry.get('comment') == alerts.SENT_COMMENT
+            and (entry.get('filename') or '').endswith('.xml')]
+
+
 def notices_sent(log_entries):
     """The alert types of the notices sent to GCN, in order, from a
-    superevent's log (each sent notice is uploaded with
-    :data:`gwcelery.tasks.alerts.SENT_COMMENT`)."""
-    sent = []
-    for entry in log_entries:
-        filename = entry.get('filename') or ''
-        if (entry.get('comment') == alerts.SENT_COMMENT
-                and filename.endswith('.xml')):
-            sent.append(alerts.parse_filename(filename)[2])
-    return sent
+    superevent's log."""
+    return [alerts.parse_filename(entry['filename'])[2]
+            for entry in sent_notice_entries(log_entries)]
 
 
 def automatic_alert_blocked(labels, sent):
@@ -104,6 +107,26 @@ def plan_update(labels, sent):
         return 'it is an injection'
     if not any(alert_type in PUBLIC_NOTICES for alert_type in sent):
         return 'no public notice went out for it'
+    return None
+
+
+def plan_automatic_update(labels, log_entries, number):
+    """Why the sky map uploaded in log entry ``number`` of a superevent
+    brings no automatic Update, or ``None``.
+
+    The rule: once the Initial notice went out, a sky map uploaded to the
+    superevent after the last notice (a new preferred event's, copied by
+    its preliminary alert, or a later analysis's) is sent as an Update
+    with the latest products. Before the Initial, the Initial itself
+    takes the latest sky map."""
+    sent = notices_sent(log_entries)
+    if 'Initial' not in sent:
+        return 'the Initial notice has not gone out yet'
+    why_not = plan_update(labels, sent)
+    if why_not is not None:
+        return why_not
+    if number < sent_notice_entries(log_entries)[-1]['N']:
+        return 'a later notice already went out'
     return None
 
 
@@ -183,6 +206,36 @@ def handle_label(alert):
     elif label == conf.data_quality_veto_label:
         chain(gracedb.get_log.si(superevent_id),
               note_late_veto.s(superevent_id)).delay()
+
+
+@lvalert.handler(*SUPEREVENT_NODES, alert_types=('log',), shared=False,
+                 ignore_result=True)
+def handle_skymap(alert):
+    """A sky map uploaded to a superevent: an automatic Update if
+    :func:`plan_automatic_update` says so."""
+    entry = alert['data']
+    if not ((entry.get('filename') or '').endswith(FITS_SUFFIXES)
+            and 'sky_loc' in entry.get('tag_names', ())):
+        return
+    superevent_id = alert['object']['superevent_id']
+    chain(group(gracedb.get_superevent.si(superevent_id),
+                gracedb.get_log.si(superevent_id)),
+          decide_automatic_update.s(entry['N'])).delay()
+
+
+@app.task(shared=False, ignore_result=True)
+def decide_automatic_update(state, number):
+    """Given ``[superevent, log entries]``, send the Update that the sky
+    map of log entry ``number`` calls for, if any."""
+    superevent, log_entries = state
+    why_not = plan_automatic_update(superevent['labels'], log_entries,
+                                    number)
+    if why_not is not None:
+        log.info('%s: no automatic Update for log entry %d: %s',
+                 superevent['superevent_id'], number, why_not)
+        return
+    product_canvas(superevent, 'Update', latest_products(log_entries),
+                   log_entries).delay()
 
 
 @app.task(shared=False, ignore_result=True)
