@@ -150,7 +150,10 @@ def test_retry_after_503(flaky):
 
 
 @pytest.mark.parametrize('status', ['502 Bad Gateway',
-                                    '504 Gateway Timeout'])
+                                    '504 Gateway Timeout',
+                                    '408 Request Timeout',
+                                    '429 Too Many Requests',
+                                    '500 Internal Server Error'])
 def test_retry_after_gateway_errors(flaky, status):
     middleware = flaky(1, status=status)
     assert tasks.get_superevents.apply(('',)).get() == []
@@ -193,3 +196,48 @@ def test_worker_retries_with_backoff(gracedb, flaky, start_worker):
     assert result.get(timeout=60) == []
     assert middleware.requests == 3
     assert time.monotonic() - start < 30
+
+
+def test_conflict_retried_only_where_safe(flaky):
+    """409 is retried by a read, not by a creation."""
+    middleware = flaky(1, status='409 Conflict')
+    assert tasks.get_superevents.apply(('',)).get() == []
+    assert middleware.requests == 2
+    middleware = flaky(1, status='409 Conflict')
+    with pytest.raises(requests.HTTPError, match='409'):
+        tasks.create_superevent.apply(('G1', 1.0, 0.0, 2.0)).get()
+    assert middleware.requests == 1
+
+
+@tasks.task(shared=False)
+def count_superevents(query):
+    """A task elsewhere that calls the client directly."""
+    return len(list(tasks.client().superevents.search(query=query)))
+
+
+@tasks.task(shared=False, bind=True)
+def tries_of_inline_call(self, query):
+    """A task elsewhere that calls a GraceDB task inline; it reports on
+    which try it succeeded."""
+    tasks.get_superevents(query)
+    return self.request.retries
+
+
+def test_decorated_task_elsewhere_retries(flaky):
+    middleware = flaky(2)
+    assert count_superevents.apply(('',)).get() == 0
+    assert middleware.requests == 3
+    assert count_superevents.max_retries == app.conf['gracedb_max_retries']
+
+
+def test_inline_call_retries_the_calling_task(flaky):
+    """The inner task re-raises (it was called inline); the outer one,
+    declared with the decorator, retries as a whole."""
+    middleware = flaky(1)
+    assert tries_of_inline_call.apply(('',)).get() == 1
+    assert middleware.requests == 2
+
+
+def test_decorator_needs_via_for_keys():
+    with pytest.raises(TypeError):
+        tasks.task('cbc_gstlal', queue='superevent')

@@ -135,12 +135,21 @@ gracedb_timeout = 60
 request as failed (and retries it)."""
 
 gracedb_max_retries = 10
-"""How many times a GraceDB task is retried when GraceDB cannot be
-reached, times out or answers 502, 503 or 504."""
+"""How many times a GraceDB task (see :func:`gwcelery.tasks.gracedb.task`)
+is retried when GraceDB cannot be reached, times out or answers one of
+:obj:`gracedb_retry_statuses`."""
+
+gracedb_retry_statuses = [408, 429, 500, 502, 503, 504]
+"""HTTP statuses after which a GraceDB task is retried (409 Conflict too,
+for the tasks that are safe to repeat)."""
+
+gracedb_retry_backoff = 1
+"""Wait (s, a whole number) before the first retry of a GraceDB task; the
+waits double from there, each one drawn at random below its bound (full
+jitter) so that many tasks do not all come back at once."""
 
 gracedb_retry_backoff_max = 600
-"""Longest wait (s) between two tries of a GraceDB task; the waits double
-from about a second, with random jitter."""
+"""Longest wait (s) between two tries of a GraceDB task."""
 
 # --- Listeners (eternal tasks) --------------------------------------------
 

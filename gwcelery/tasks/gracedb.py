@@ -1,15 +1,27 @@
-"""Tasks that talk to GraceDB.
+"""Tasks that talk to GraceDB, and the decorator that gives any task the
+GraceDB retry policy.
 
 Each worker process holds one :class:`gracedb_sdk.Client`, built on first
 use from :obj:`~gwcelery.conf.gracedb_url` (so the same tasks talk to the
 local server or to a production GraceDB) and dropped after a fork.
 
-Every task retries with exponential backoff (up to
-:obj:`~gwcelery.conf.gracedb_max_retries` times, waits capped at
+Every task declared with :func:`task` (all the tasks here, and every task
+elsewhere that calls GraceDB, directly or through these tasks) retries
+with exponential backoff and full jitter (up to
+:obj:`~gwcelery.conf.gracedb_max_retries` times, from about
+:obj:`~gwcelery.conf.gracedb_retry_backoff` seconds, waits capped at
 :obj:`~gwcelery.conf.gracedb_retry_backoff_max` seconds) when GraceDB
 cannot be reached, times out (:obj:`~gwcelery.conf.gracedb_timeout`) or
-answers 502, 503 or 504. Any other error answer fails at once with a
-:class:`requests.HTTPError` whose message includes the server's.
+answers one of :obj:`~gwcelery.conf.gracedb_retry_statuses` (and 409
+Conflict for the tasks that declare it safe to repeat). Any other error
+answer fails at once with a :class:`requests.HTTPError` whose message
+includes the server's.
+
+A task here that another task calls inline does not retry by itself
+(Celery re-raises the :class:`GraceDbUnavailable`): the calling task,
+declared with :func:`task` too, retries as a whole, so it must be safe to
+run again; the creation tasks here look up what an earlier try may have
+created before they create anything.
 
 A ``graceid`` argument may name an event (``G123``) or a superevent
 (``S250101a``).
@@ -27,8 +39,8 @@ from .. import app
 
 log = logging.getLogger(__name__)
 
-#: HTTP statuses after which a request is worth repeating.
-RETRYABLE_STATUSES = (502, 503, 504)
+#: HTTP status of a conflict, retried only by tasks that are safe to repeat.
+CONFLICT = 409
 
 #: The message of GraceDB's 400 answer to a PATCH that changes nothing.
 NO_CHANGE_MESSAGE = 'Request would not modify the superevent'
@@ -46,8 +58,8 @@ VOEVENT_TYPE_NAMES = {'EW': 'earlywarning', 'PR': 'preliminary',
 
 
 class GraceDbUnavailable(Exception):
-    """GraceDB could not be reached, timed out or answered 502/503/504;
-    the task is retried."""
+    """GraceDB could not be reached, timed out or answered a status worth
+    repeating the request for; the task is retried."""
 
 
 class TimeoutAdapter(HTTPAdapter):
@@ -107,9 +119,18 @@ def server_message(response):
     return json.dumps(body)
 
 
-def _translate_errors(func):
-    """Turn transient failures into :class:`GraceDbUnavailable` (retried)
-    and other HTTP errors into ones that carry the server's message."""
+def retryable(status, conflict_safe=False):
+    """Whether an answer with HTTP ``status`` is worth trying again:
+    :obj:`~gwcelery.conf.gracedb_retry_statuses`, and 409 Conflict if the
+    request is safe to repeat (``conflict_safe``)."""
+    return (status in app.conf['gracedb_retry_statuses']
+            or (conflict_safe and status == CONFLICT))
+
+
+def translate_errors(func, conflict_safe=False):
+    """Wrap ``func`` so that transient failures become
+    :class:`GraceDbUnavailable` (retried) and other HTTP errors ones that
+    carry the server's message."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -122,7 +143,7 @@ def _translate_errors(func):
             message = (f'{response.status_code} {response.reason} for '
                        f'{response.request.method} {response.url}: '
                        f'{server_message(response)}')
-            if response.status_code in RETRYABLE_STATUSES:
+            if retryable(response.status_code, conflict_safe):
                 raise GraceDbUnavailable(message) from exc
             raise requests.HTTPError(message, response=response,
                                      request=exc.request) from None
@@ -133,14 +154,55 @@ def _translate_errors(func):
     return wrapper
 
 
-def gracedb_task(func):
-    """Register ``func`` as a GraceDB task with the retry policy."""
-    return app.task(
-        shared=False, name=f'{__name__}.{func.__name__}',
-        autoretry_for=(GraceDbUnavailable,), retry_backoff=True,
-        retry_backoff_max=app.conf['gracedb_retry_backoff_max'],
-        retry_jitter=True, max_retries=app.conf['gracedb_max_retries'],
-    )(_translate_errors(func))
+def retry_options():
+    """The Celery task options of the GraceDB retry policy (read from the
+    configuration when a task is declared)."""
+    conf = app.conf
+    return dict(autoretry_for=(GraceDbUnavailable,),
+                retry_backoff=conf['gracedb_retry_backoff'],
+                retry_backoff_max=conf['gracedb_retry_backoff_max'],
+                retry_jitter=True, max_retries=conf['gracedb_max_retries'])
+
+
+def task(*keys, via=None, conflict_safe=False, **options):
+    """Decorator: declare a task that talks to GraceDB, with the retry
+    policy.
+
+    Options go to ``app.task`` (they may override the policy's, e.g.
+    ``max_retries``). ``conflict_safe`` also retries after 409 Conflict.
+    To declare a listener's handler, give its registering decorator as
+    ``via`` and its keys::
+
+        @gracedb.task(queue='exttrig')
+        def upload_notice(payload):
+            ...
+
+        @gracedb.task(*NODES, via=lvalert.handler, queue='superevent')
+        def handle(alert):
+            ...
+
+    The task must be safe to run again from the start: a retry repeats
+    everything it did before the failure.
+    """
+    if len(keys) == 1 and callable(keys[0]) and via is None and not options:
+        return task()(keys[0])  # used bare: @gracedb.task
+    if keys and via is None:
+        raise TypeError('keys are only for a registering decorator (via)')
+
+    def decorate(func):
+        merged = {**retry_options(), **options}
+        register = app.task(**merged) if via is None else via(*keys,
+                                                              **merged)
+        return register(translate_errors(func, conflict_safe))
+    return decorate
+
+
+def _own_task(conflict_safe=False):
+    """Declare one of this module's tasks (not shared between apps)."""
+    def decorate(func):
+        return task(shared=False, name=f'{__name__}.{func.__name__}',
+                    conflict_safe=conflict_safe)(func)
+    return decorate
 
 
 def _status_is(exc, status, *messages):
@@ -154,19 +216,19 @@ def _status_is(exc, status, *messages):
 # --- events ---------------------------------------------------------------
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def get_event(graceid):
     """Return the event (or superevent) ``graceid`` as a dict."""
     return client().events[graceid].get()
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def get_events(query):
     """Return the list of events that match the GraceDB ``query``."""
     return list(client().events.search(query=query))
 
 
-@gracedb_task
+@_own_task()
 def create_event(filecontents, search, pipeline, group, labels=(),
                  filename='initial.data'):
     """Upload a new event from its file (e.g. a ``coinc.xml``); return the
@@ -177,7 +239,7 @@ def create_event(filecontents, search, pipeline, group, labels=(),
         pipeline=pipeline, group=group, labels=list(labels) or None)
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def replace_event(graceid, payload):
     """Replace the data of event ``graceid`` with a new file ``payload``."""
     client().events.update(graceid, filecontents=payload)
@@ -186,19 +248,19 @@ def replace_event(graceid, payload):
 # --- superevents ----------------------------------------------------------
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def get_superevent(superevent_id):
     """Return the superevent ``superevent_id`` as a dict."""
     return client().superevents[superevent_id].get()
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def get_superevents(query):
     """Return the list of superevents that match the GraceDB ``query``."""
     return list(client().superevents.search(query=query))
 
 
-@gracedb_task
+@_own_task()
 def create_superevent(graceid, t0, t_start, t_end):
     """Create a superevent with ``graceid`` as its preferred event; the
     category follows from the graceid's prefix. Return the superevent."""
@@ -206,7 +268,7 @@ def create_superevent(graceid, t0, t_start, t_end):
         t_start=t_start, t_0=t0, t_end=t_end, preferred_event=graceid)
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def update_superevent(superevent_id, t_start=None, t_end=None, t_0=None,
                       preferred_event=None, em_type=None,
                       time_coinc_far=None, space_coinc_far=None):
@@ -227,7 +289,7 @@ def update_superevent(superevent_id, t_start=None, t_end=None, t_0=None,
         log.info('Superevent %s already has %s', superevent_id, values)
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def add_event_to_superevent(superevent_id, graceid):
     """Add the event ``graceid`` to a superevent."""
     client().superevents[superevent_id].add(graceid)
@@ -236,7 +298,7 @@ def add_event_to_superevent(superevent_id, graceid):
 # --- labels ---------------------------------------------------------------
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def create_label(label, graceid):
     """Apply ``label`` to an event or superevent. A label that is already
     applied is not an error (GraceDB answers 200 for events and 400 for
@@ -249,7 +311,7 @@ def create_label(label, graceid):
         log.info('Label %s was already applied to %s', label, graceid)
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def remove_label(label, graceid):
     """Remove ``label`` from an event or superevent. A label that is not
     applied is not an error (GraceDB answers 404)."""
@@ -262,7 +324,7 @@ def remove_label(label, graceid):
                  label, graceid, graceid)
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def get_labels(graceid):
     """Return the names of the labels of an event or superevent."""
     return [label['name'] for label in client().events[graceid].labels.get()]
@@ -271,7 +333,7 @@ def get_labels(graceid):
 # --- logs and files -------------------------------------------------------
 
 
-@gracedb_task
+@_own_task()
 def upload(filecontents, filename, graceid, message, tags=()):
     """Write a log message, with a file unless ``filecontents`` is ``None``,
     and tags. Return the log entry."""
@@ -282,14 +344,14 @@ def upload(filecontents, filename, graceid, message, tags=()):
                        filecontents=filecontents, tags=list(tags))
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def download(filename, graceid):
     """Return the contents (bytes) of a file of an event or superevent;
     ``filename`` may carry a version (``name,2``)."""
     return client().events[graceid].files[filename].get().read()
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def get_log(graceid):
     """Return the log entries of an event or superevent."""
     return client().events[graceid].logs.get()
@@ -298,7 +360,7 @@ def get_log(graceid):
 # --- VOEvents -------------------------------------------------------------
 
 
-@gracedb_task
+@_own_task()
 def create_voevent(graceid, voevent_type, **kwargs):
     """Have GraceDB create a VOEvent of ``voevent_type`` (``preliminary``,
     ``initial``, ``update``, ``retraction``, ``earlywarning`` or the codes
@@ -310,7 +372,7 @@ def create_voevent(graceid, voevent_type, **kwargs):
     return voevent['filename']
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def get_voevents(graceid):
     """Return the VOEvents of an event or superevent."""
     return client().events[graceid].voevents.get()
@@ -319,7 +381,7 @@ def get_voevents(graceid):
 # --- public alerts --------------------------------------------------------
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def create_tag(graceid, log_number, tag):
     """Tag the log entry ``log_number`` of an event or superevent (e.g.
     ``public``). A tag that is already there is not an error."""
@@ -332,14 +394,14 @@ def create_tag(graceid, log_number, tag):
                  graceid, tag)
 
 
-@gracedb_task
+@_own_task(conflict_safe=True)
 def expose(superevent_id):
     """Make a superevent visible to the public (GraceDB's ``expose``);
     exposing it again is harmless."""
     client().superevents[superevent_id].expose()
 
 
-@gracedb_task
+@_own_task()
 def create_signoff(superevent_id, signoff_type, status, comment=''):
     """Sign off a superevent: ``signoff_type`` ``ADV`` (the advocate's) or
     an instrument (``H1``, ...), ``status`` ``OK`` or ``NO``; GraceDB then

@@ -436,14 +436,10 @@ def _apply(event, superevent, joining, changes, preferred):
     _journal.record(superevent, changed=joining or bool(changes))
 
 
-@lvalert.handler(*NODES, alert_types=('new', 'label_added'),
-                 queue='superevent', shared=False,
-                 ignore_result=True, acks_late=True,
-                 reject_on_worker_lost=True,
-                 autoretry_for=(gracedb.GraceDbUnavailable,),
-                 retry_backoff=True, retry_jitter=True,
-                 retry_backoff_max=app.conf['gracedb_retry_backoff_max'],
-                 max_retries=app.conf['gracedb_max_retries'], bind=True)
+@gracedb.task(*NODES, via=lvalert.handler,
+              alert_types=('new', 'label_added'), queue='superevent',
+              shared=False, ignore_result=True, acks_late=True,
+              reject_on_worker_lost=True, bind=True)
 def handle(self, alert):
     """Handle an LVAlert message of a search pipeline's node.
 
