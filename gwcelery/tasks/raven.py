@@ -117,7 +117,7 @@ def _find_superevents(event):
     return matches
 
 
-@app.task(queue='exttrig', shared=False)
+@gracedb.task(queue='exttrig', shared=False)
 def coincidence_search(graceid, log_none=True):
     """Search the other side for coincidences with a superevent or an
     External event, and launch :func:`coincidence_canvas` for each match.
@@ -176,7 +176,7 @@ def _latest_skymap_file(graceid):
     return f"{latest['filename']},{latest['file_version']}"
 
 
-@app.task(shared=False)
+@gracedb.task(shared=False)
 def get_skymap(graceid):
     """The latest sky map (FITS bytes) in the log of an event or superevent
     (a FITS file tagged ``sky_loc``), or ``None``. A superevent without one
@@ -274,7 +274,7 @@ def _far_message(result):
     return ', '.join(parts)
 
 
-@app.task(queue='exttrig', shared=False)
+@gracedb.task(queue='exttrig', shared=False)
 def record_coincidence(result, superevent_id, ext_id):
     """Record a coincidence in GraceDB.
 
@@ -334,9 +334,9 @@ def record_coincidence(result, superevent_id, ext_id):
     return result
 
 
-@lvalert.handler('superevent', 'test_superevent', 'mdc_superevent',
-                 alert_types=('new', 'update', 'log'), queue='exttrig',
-                 shared=False)
+@gracedb.task('superevent', 'test_superevent', 'mdc_superevent',
+              via=lvalert.handler, alert_types=('new', 'update', 'log'),
+              queue='exttrig', shared=False)
 def handle_superevent(alert):
     """Run the coincidence search for a new superevent, and again for a
     coincident one (label ``EM_COINC``) when it changes (its preferred
