@@ -241,3 +241,67 @@ def test_inline_call_retries_the_calling_task(flaky):
 def test_decorator_needs_via_for_keys():
     with pytest.raises(TypeError):
         tasks.task('cbc_gstlal', queue='superevent')
+
+
+class AnswerLost:
+    """WSGI middleware: carry out the first POST, then answer 504 as if
+    the answer had been lost on the way back; pass the rest through."""
+
+    def __init__(self, app):
+        self.app = app
+        self.lost = 0
+
+    def __call__(self, environ, start_response):
+        if environ['REQUEST_METHOD'] == 'POST' and not self.lost:
+            self.lost += 1
+            for _ in self.app(environ, lambda *args, **kwargs: None):
+                pass
+            start_response('504 Gateway Timeout',
+                           [('Content-Type', 'text/plain')])
+            return [b'upstream timed out']
+        return self.app(environ, start_response)
+
+
+@pytest.fixture
+def answer_lost(gracedb):
+    original = gracedb.app
+
+    def install():
+        gracedb.app = AnswerLost(original)
+        return gracedb.app
+
+    yield install
+    gracedb.app = original
+
+
+def test_creations_not_repeated_after_a_lost_answer(answer_lost):
+    """A retry after the server did the work but its answer was lost
+    finds what the first try made instead of making it again."""
+    def run(task, *args, **kwargs):
+        return task.apply(args, kwargs).get()
+
+    coinc = read(COINC)
+    event = run(tasks.create_event, coinc, 'AllSky', 'gstlal', 'CBC')
+    gpstime = event['gpstime']
+    lookup = f'pipeline: gstlal {gpstime - 0.01} .. {gpstime + 0.01}'
+    answer_lost()
+    again = run(tasks.create_event, coinc, 'AllSky', 'pycbc', 'CBC',
+                lookup='pipeline: pycbc')
+    assert [e['graceid'] for e in run(tasks.get_events, 'pycbc')] == \
+        [again['graceid']]
+    assert run(tasks.create_event, coinc, 'AllSky', 'gstlal', 'CBC',
+               lookup=lookup)['graceid'] == event['graceid']
+
+    sid = run(tasks.create_superevent, event['graceid'], gpstime,
+              gpstime - 1, gpstime + 1)['superevent_id']
+    answer_lost()
+    run(tasks.upload, None, None, sid, 'written once')
+    assert [entry['comment'] for entry in run(tasks.get_log, sid)].count(
+        'written once') == 1
+    answer_lost()
+    assert run(tasks.create_voevent, sid, 'PR', internal=False) == \
+        f'{sid}-1-Preliminary.xml'
+    assert len(run(tasks.get_voevents, sid)) == 1
+    # Not a retry: a second VOEvent of the same type is made.
+    assert run(tasks.create_voevent, sid, 'PR', internal=False) == \
+        f'{sid}-2-Preliminary.xml'

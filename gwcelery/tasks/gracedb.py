@@ -197,11 +197,19 @@ def task(*keys, via=None, conflict_safe=False, **options):
     return decorate
 
 
-def _own_task(conflict_safe=False):
+def retrying():
+    """Whether the task running in this process (or the task that called
+    the current one inline) is being retried: an earlier try may have done
+    part of its work."""
+    current = app.current_worker_task
+    return bool(current is not None and current.request.retries)
+
+
+def _own_task(conflict_safe=False, **options):
     """Declare one of this module's tasks (not shared between apps)."""
     def decorate(func):
         return task(shared=False, name=f'{__name__}.{func.__name__}',
-                    conflict_safe=conflict_safe)(func)
+                    conflict_safe=conflict_safe, **options)(func)
     return decorate
 
 
@@ -230,10 +238,22 @@ def get_events(query):
 
 @_own_task()
 def create_event(filecontents, search, pipeline, group, labels=(),
-                 filename='initial.data'):
+                 filename='initial.data', lookup=None):
     """Upload a new event from its file (e.g. a ``coinc.xml``); return the
-    event. A time-out after the server stored it may make a duplicate when
-    the task is retried."""
+    event.
+
+    ``lookup``, a GraceDB query that matches the event if an earlier try
+    of this upload created it (e.g. its pipeline, search and GPS time),
+    makes the upload safe to repeat: an event among the matches whose
+    file is ``filecontents`` is returned instead of creating another.
+    """
+    if lookup is not None:
+        for event in client().events.search(query=lookup):
+            graceid = event['graceid']
+            stored = client().events[graceid].files['initial.data']
+            if stored.get().read() == filecontents:
+                log.info('%s was uploaded already (%s)', graceid, lookup)
+                return event
     return client().events.create(
         filename=filename, filecontents=filecontents, search=search,
         pipeline=pipeline, group=group, labels=list(labels) or None)
@@ -333,11 +353,32 @@ def get_labels(graceid):
 # --- logs and files -------------------------------------------------------
 
 
+#: How many of the latest log entries a retried upload looks through for
+#: the entry that an earlier try may have written.
+RECENT_LOG_ENTRIES = 20
+
+
+def _same_entry(entry, filename, message):
+    return (entry['comment'] == message
+            and (entry.get('filename') or None) == (filename or None))
+
+
 @_own_task()
 def upload(filecontents, filename, graceid, message, tags=()):
     """Write a log message, with a file unless ``filecontents`` is ``None``,
-    and tags. Return the log entry."""
+    and tags. Return the log entry.
+
+    A retry (:func:`retrying`) first looks for the entry an earlier try
+    may have written before its answer was lost (same message and file
+    name among the latest entries), so that it is not written twice.
+    """
     logs = client().events[graceid].logs
+    if retrying():
+        for entry in logs.get()[-RECENT_LOG_ENTRIES:]:
+            if _same_entry(entry, filename, message):
+                log.info('Log entry %s of %s was written by an earlier try',
+                         entry['N'], graceid)
+                return entry
     if filecontents is None:
         return logs.create(comment=message, tags=list(tags))
     return logs.create(comment=message, filename=filename,
@@ -360,16 +401,35 @@ def get_log(graceid):
 # --- VOEvents -------------------------------------------------------------
 
 
+def _voevent_type_name(voevent_type):
+    return VOEVENT_TYPE_NAMES.get(voevent_type, voevent_type)
+
+
 @_own_task()
 def create_voevent(graceid, voevent_type, **kwargs):
     """Have GraceDB create a VOEvent of ``voevent_type`` (``preliminary``,
     ``initial``, ``update``, ``retraction``, ``earlywarning`` or the codes
     ``PR``, ...) with the given parameters; return the VOEvent's file
-    name."""
-    voevent_type = VOEVENT_TYPE_NAMES.get(voevent_type, voevent_type)
-    voevent = client().events[graceid].voevents.create(
-        voevent_type=voevent_type, **kwargs)
-    return voevent['filename']
+    name.
+
+    A retry (:func:`retrying`) first checks whether an earlier try created
+    it before its answer was lost: if the latest VOEvent has this type and
+    sky map, its file name is returned.
+    """
+    voevent_type = _voevent_type_name(voevent_type)
+    voevents = client().events[graceid].voevents
+    if retrying():
+        existing = voevents.get()
+        if existing:
+            latest = max(existing, key=lambda voevent: voevent['N'])
+            if (_voevent_type_name(latest['voevent_type']) == voevent_type
+                    and latest.get('skymap_filename') == kwargs.get(
+                        'skymap_filename', latest.get('skymap_filename'))):
+                log.info('%s was created by an earlier try',
+                         latest['filename'])
+                return latest['filename']
+    return voevents.create(voevent_type=voevent_type,
+                           **kwargs)['filename']
 
 
 @_own_task(conflict_safe=True)
