@@ -159,7 +159,7 @@ def inject_grb(gpstime=None):
         queue.close()
 
 
-@app.task(shared=False, ignore_result=True)
+@gracedb.task(shared=False, ignore_result=True)
 def upload_mdc_grb(gpstime):
     """Upload a simulated GRB as an MDC External event (search MDC).
 
@@ -172,11 +172,13 @@ def upload_mdc_grb(gpstime):
                                 filename='fermi_gbm_notice.xml')['graceid']
 
 
-@app.task(shared=False, ignore_result=True)
+@gracedb.task(shared=False, ignore_result=True)
 def upload_candidate(coinc, pipeline, search):
     """Upload one pipeline's candidate and then its PSD, as gstlal does."""
-    event = gracedb.create_event(coinc, search, pipeline, 'CBC',
-                                 filename='coinc.xml')
+    gpstime = coinc_time(coinc)
+    event = gracedb.create_event(
+        coinc, search, pipeline, 'CBC', filename='coinc.xml',
+        lookup=f'pipeline: {pipeline} {gpstime - 0.01} .. {gpstime + 0.01}')
     gracedb.upload(load_psd(), 'psd.xml.gz', event['graceid'],
                    'Noise PSD of the simulated candidate', ['psd'])
     return event['graceid']
