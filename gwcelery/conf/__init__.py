@@ -81,6 +81,15 @@ worker_prefetch_multiplier = 1
 """Each worker process reserves one message at a time: a long BAYESTAR run
 must not hold back the tasks queued behind it."""
 
+worker_disable_prefetch = True
+"""A worker takes a message from Redis only when one of its processes is
+free (Celery's own option, Redis broker only). Without it, a worker
+reserves the next message as soon as it starts a task, so the openmp
+worker would choose its next localisation at the start of the current
+one, 30 s too early for the message priorities to order it (see
+:mod:`gwcelery.tasks.localization_order`). Taking a message when free
+costs one Redis round trip (about a millisecond)."""
+
 worker_send_task_events = True
 """Workers publish task events so that Flower can show them."""
 
@@ -751,3 +760,26 @@ nagios_heartbeat_critical_age = 60.0
 """``gwcelery nagios`` reports CRITICAL when an eternal listener's last
 heartbeat is older than this many seconds, or missing
 (``--heartbeat-critical`` overrides it)."""
+
+# --- Operator console (gwcelery console) ----------------------------------
+
+console_host = '127.0.0.1'
+"""Address the operator console binds to (``gwcelery console --host``).
+On any other address it asks for users (:obj:`console_users_file`) or a
+front-end proxy's ``REMOTE_USER``."""
+
+console_port = 5000
+"""Port of the operator console (``gwcelery console --port``)."""
+
+console_users_file = None
+"""If not ``None``, a netrc file whose ``login``/``password`` entries are
+the console's users (HTTP Basic authentication, even on 127.0.0.1)."""
+
+console_action_timeout = 60.0
+"""Seconds that the console waits for an action's outcome (the task's
+result and the line it writes in the superevent's GraceDB log) before
+saying it is still running."""
+
+console_superevent_count = 25
+"""Number of superevents (the latest) that the console's front page
+lists."""
