@@ -129,7 +129,7 @@ def assess(conf, event, start, end, subject='superevent'):
     return result
 
 
-@app.task(shared=False)
+@gracedb.task(shared=False)
 def check_vectors(event, superevent_id, start, end):
     """Check the detectors' state for `event` over ``[start, end)`` padded
     by :obj:`~gwcelery.conf.check_vector_prepost`, label `superevent_id`
@@ -213,7 +213,8 @@ def _strain(conf, detector, start, end):
         return None
 
 
-@app.task(shared=False, ignore_result=True, queue='openmp', priority=9)
+@gracedb.task(shared=False, ignore_result=True, queue='openmp',
+              priority=9)
 def omegascan(t0, graceid):
     """Upload an omega scan (``{IFO}_omegascan.png``) of each detector of
     :obj:`~gwcelery.conf.strain_channel_names` around `t0`, or a figure
