@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from gwcelery import app
+from gwcelery.external import notices
 from gwcelery.tasks import external_skymaps, external_triggers, gracedb, raven
 
 from .conftest import DATA_DIR
@@ -90,22 +91,27 @@ def external_events():
 
 
 @pytest.mark.parametrize('name', sorted(EXPECTED))
-def test_sample_notice_to_event(eager, name):
+def test_sample_notice_to_event(eager, name, caplog):
+    """Every sample, real and built (see test_external_triggers_parse)."""
     (pipeline, search, trigger_id, gpstime, position, role, not_grb,
      _) = EXPECTED[name]
     payload = read(name)
-    graceid = external_triggers.handle(payload)
-    if role == 'test':
+    with caplog.at_level(logging.INFO):
+        graceid = external_triggers.handle(payload)
+    if 'low_reliability' in name:
         assert graceid is None
         assert external_events() == []
+        assert 'dropped, not recorded in GraceDB: low reliability' in \
+            caplog.text
         return
     event = gracedb.get_event(graceid)
-    assert graceid.startswith('E')
+    assert graceid.startswith('T' if role == 'test' else 'E')
     assert (event['group'], event['pipeline'], event['search']) == (
-        'External', pipeline, search)
+        'Test' if role == 'test' else 'External', pipeline, search)
     assert event['gpstime'] == pytest.approx(gpstime, abs=1e-6)
     assert event['extra_attributes']['GRB']['trigger_id'] == trigger_id
-    assert gracedb.download('initial.data', graceid) == payload
+    assert gracedb.download('initial.data', graceid) == \
+        notices.recorded_payload(payload, notices.parse(payload))
     assert event['labels'] == (['NOT_GRB'] if not_grb else [])
 
     skymap = f'{pipeline.lower()}_skymap.fits.gz'
@@ -115,9 +121,11 @@ def test_sample_notice_to_event(eager, name):
         assert skymap in log_files(graceid)
         prob, _ = external_skymaps.read_skymap(
             gracedb.download(skymap, graceid))
-        ra, dec, _ = position
+        ra, dec, radius = position
         assert prob.sum() == pytest.approx(1)
         assert prob[hp.ang2pix(64, ra, dec, nest=True, lonlat=True)] > 0
+        if radius == 0:  # a point: the one pixel it falls in
+            assert np.count_nonzero(prob) == 1
 
     searched = any('RAVEN: no superevents' in comment
                    for comment in log_comments(graceid))
@@ -330,3 +338,31 @@ def test_most_significant_coincidence_sets_em_type(eager):
     assert sorted(superevent['em_events']) == sorted([fermi, other])
     assert superevent['time_coinc_far'] == pytest.approx(6 * GRB_RATE * 1e-9)
     assert 'EM_COINC' in gracedb.get_labels(other)
+
+
+def test_integral_notices_of_one_trigger_update_one_event(eager):
+    """INTEGRAL's TrigID is 0 in every notice: the trigger number in the
+    IVORN keeps the wakeup and the refined position of one trigger on one
+    event, and another trigger on another."""
+    wakeup = read('built/integral_wakeup_gcn.xml')
+    refined = modified(
+        wakeup, date='2023-05-11T13:10:00', ra=266.5, dec=-29.1,
+        radius=0.02, params={'Packet_Type': 54},
+        ivorn='ivo://nasa.gsfc.gcn/INTEGRAL#Refined_Pos_9121-0-110')
+    graceid = external_triggers.handle(wakeup)
+    assert external_triggers.handle(refined) == graceid
+    event = gracedb.get_event(graceid)
+    assert event['extra_attributes']['GRB']['trigger_id'] == '9121'
+    assert event['extra_attributes']['GRB']['ra'] == 266.5
+    other = external_triggers.handle(read('built/integral_offline_gcn.xml'))
+    assert other != graceid
+    assert sorted(e['extra_attributes']['GRB']['trigger_id']
+                  for e in external_events()) == ['9121', '9123']
+
+
+def test_test_and_real_notices_of_one_trigger_stay_apart(eager):
+    real = external_triggers.handle(read('snews_gcn.xml'))
+    test = external_triggers.handle(read('snews_gcn_test.xml'))
+    assert real.startswith('E') and test.startswith('T')
+    assert external_triggers.handle(read('snews_gcn_test.xml')) == test
+    assert len(external_events()) == 2

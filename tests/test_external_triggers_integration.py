@@ -29,7 +29,7 @@ SAMPLES = sorted(os.path.join(DATA_DIR, 'gcn', name)
 # (pipeline, search, trigger id): (labels, sky map file or None)
 EXPECTED_EVENTS = {
     ('Fermi', 'GRB', '548848711'): ([], 'fermi_skymap.fits.gz'),
-    ('Fermi', 'GRB', '548841234'): ([], None),
+    ('Fermi', 'GRB', '548841234'): (['NOT_GRB'], None),
     ('Fermi', 'GRB', '598032876'): (['NOT_GRB'], 'fermi_skymap.fits.gz'),
     ('Fermi', 'SubGRB', '578679123'): ([], 'fermi_skymap.fits.gz'),
     ('Swift', 'GRB', '1123129'): ([], 'swift_skymap.fits.gz'),
@@ -133,8 +133,10 @@ def test_notices_to_graceDB_and_coincidences_through_listeners(
         assert files.count('initial.data') == 1  # never replaced
         if skymap is not None:
             assert files.count(skymap) == 1
-    # The test packet of SNEWS was received and not recorded.
-    assert 'test notice' in exttrig.log()
+    # The test packet of SNEWS is an event of the group Test.
+    tests = gracedb.get_events('group: Test pipeline: SNEWS')
+    assert [event['extra_attributes']['GRB']['trigger_id']
+            for event in tests] == ['1000194']
 
     # A GW candidate 1 s before the Swift GRB: the superevent worker makes
     # a superevent, whose alert starts the search from the GW side.

@@ -1,7 +1,20 @@
-"""Parsing of the GCN notices of external triggers (no services)."""
+"""Parsing of the GCN notices of external triggers and the reference
+pipeline's rules on them (no services).
+
+The samples in ``tests/data/gcn/`` are real notices as GCN sent them. Those
+in ``tests/data/gcn/built/`` are BUILT for these tests, for the notice types
+with no real sample here, with the Param names of GCN's public VOEvent
+formats: the Fermi GBM ground position (from the real final-position
+notice), a Fermi GBM sub-threshold candidate of Reliability 2 (from the real
+sub-threshold notice), the Swift BAT quick-look position (from the real BAT
+position notice), the four INTEGRAL types (SPI-ACS, wakeup, refined,
+offline; ``TrigID`` 0 and the trigger number in the IVORN, as INTEGRAL sends
+them) and the AGILE MCAL alert (a position with a zero error radius).
+"""
 
 import os
 
+import lxml.etree
 import pytest
 
 from gwcelery.external import notices
@@ -27,12 +40,36 @@ def gps_from_tjd(tjd, sod, leap_seconds=18):
 # name: (pipeline, search, trigger id, gpstime, (ra, dec, radius), role,
 #        not_grb, notice type)
 EXPECTED = {
+    'built/agile_mcal_gcn.xml': (
+        'AGILE', 'GRB', '705604946', gps_from_tjd(20075, 58928.45),
+        (148.888, 69.065, 0.0), 'observation', False, 105),
+    'built/fermi_gnd_pos_gcn.xml': (
+        'Fermi', 'GRB', '705569475', gps_from_tjd(20075, 27070.52),
+        (287.51, 12.23, 7.81), 'observation', False, 112),
+    'built/fermi_subthresh_low_reliability_gcn.xml': (
+        'Fermi', 'SubGRB', '705579758', gps_from_tjd(20075, 36153.41),
+        (143.53, 38.0799, 10.49), 'observation', False, 131),
+    'built/integral_offline_gcn.xml': (
+        'INTEGRAL', 'GRB', '9123', gps_from_tjd(20075, 54576.80),
+        (201.365, -43.019, 0.03), 'observation', False, 55),
+    'built/integral_refined_gcn.xml': (
+        'INTEGRAL', 'GRB', '9122', gps_from_tjd(20075, 50653.66),
+        (83.633, 22.014, 0.04), 'observation', False, 54),
+    'built/integral_spiacs_gcn.xml': (
+        'INTEGRAL', 'GRB', '9120', gps_from_tjd(20075, 43241.25),
+        None, 'observation', False, 52),
+    'built/integral_wakeup_gcn.xml': (
+        'INTEGRAL', 'GRB', '9121', gps_from_tjd(20075, 46910.07),
+        (266.417, -29.008, 0.05), 'observation', False, 53),
+    'built/swift_ql_pos_gcn.xml': (
+        'Swift', 'GRB', '1167705', gps_from_tjd(20075, 41998.12),
+        (84.331, -5.612, 0.05), 'observation', False, 97),
     'fermi_grb_gcn.xml': (
         'Fermi', 'GRB', '548848711', gps_from_tjd(18262, 35906.31),
         (140.05, -39.0499, 5.6), 'observation', False, 115),
     'fermi_initial_grb_gcn.xml': (
         'Fermi', 'GRB', '548841234', gps_from_tjd(18262, 35906.31),
-        None, 'observation', False, 110),
+        None, 'observation', True, 110),
     'fermi_noise_gcn.xml': (
         'Fermi', 'GRB', '598032876', gps_from_tjd(18831, 58471.55),
         (222.7167, 81.1667, 32.7833), 'observation', True, 111),
@@ -52,9 +89,21 @@ EXPECTED = {
 }
 
 
+def sample_names():
+    """Every sample, real and built, by its path under tests/data/gcn."""
+    return sorted(
+        os.path.relpath(os.path.join(directory, name), GCN_DATA)
+        for directory, _, names in os.walk(GCN_DATA)
+        for name in names if name.endswith('.xml'))
+
+
 def test_every_sample_is_covered():
-    assert sorted(EXPECTED) == sorted(
-        name for name in os.listdir(GCN_DATA) if name.endswith('.xml'))
+    assert sorted(EXPECTED) == sample_names()
+
+
+def test_every_notice_type_has_a_sample():
+    assert {expected[-1] for expected in EXPECTED.values()} == set(
+        notices.PIPELINE_AND_SEARCH)
 
 
 @pytest.mark.parametrize('name', sorted(EXPECTED))
@@ -135,3 +184,157 @@ def test_notice_date_orders_updates():
 def test_malformed_notices(payload, message):
     with pytest.raises(NoticeError, match=message):
         notices.parse(payload)
+
+
+# --- the reference pipeline's rules ----------------------------------------
+
+
+def with_param(payload, name, value):
+    """`payload` with the value of its Param `name` replaced."""
+    root = lxml.etree.fromstring(payload)
+    root.find(f".//Param[@name='{name}']").set('value', str(value))
+    return lxml.etree.tostring(root)
+
+
+@pytest.mark.parametrize('reliability,dropped', [
+    (0, True), (2, True), (4, True), (5, False), (8, False), (9, False)])
+def test_low_reliability_subthreshold_notices_are_dropped(reliability,
+                                                          dropped):
+    notice = notices.parse(with_param(
+        read('fermi_subthresh_grb_gcn.xml'), 'Reliability', reliability))
+    assert notice.reliability == reliability
+    reason = notices.reason_to_drop(notice)
+    if dropped:
+        assert reason == f'low reliability: Reliability {reliability} <= 4'
+    else:
+        assert reason is None
+
+
+def test_built_low_reliability_sample_is_dropped():
+    notice = notices.parse(
+        read('built/fermi_subthresh_low_reliability_gcn.xml'))
+    assert 'Reliability 2 <= 4' in notices.reason_to_drop(notice)
+
+
+def test_bad_reliability_is_rejected():
+    with pytest.raises(NoticeError, match="bad Reliability 'high'"):
+        notices.parse(with_param(read('fermi_subthresh_grb_gcn.xml'),
+                                 'Reliability', 'high'))
+
+
+@pytest.mark.parametrize('name', [
+    'fermi_grb_gcn.xml', 'snews_gcn.xml', 'swift_grb_gcn.xml',
+    'built/agile_mcal_gcn.xml', 'built/integral_refined_gcn.xml'])
+def test_notices_without_reliability_are_kept(name):
+    notice = notices.parse(read(name))
+    assert notice.reliability is None
+    assert notices.reason_to_drop(notice) is None
+
+
+def test_test_notices_are_kept_for_the_test_group():
+    notice = notices.parse(read('snews_gcn_test.xml'))
+    assert notices.reason_to_drop(notice) is None
+    assert notice.group == 'Test'
+
+
+def test_utility_notices_are_dropped():
+    payload = read('swift_grb_gcn.xml').replace(
+        b'role="observation"', b'role="utility"')
+    assert notices.reason_to_drop(notices.parse(payload)) == (
+        "VOEvent role 'utility'")
+
+
+@pytest.mark.parametrize('name,edit,reason', [
+    ('fermi_initial_grb_gcn.xml', None,
+     'first Fermi GBM alert, not yet classified'),
+    ('fermi_noise_gcn.xml', None,
+     'Fermi GBM classifies it as terrestrial gamma-ray flash (100%)'),
+    ('swift_grb_gcn.xml',
+     (b'name="StarTrack_Lost_Lock"      value="false"',
+      b'name="StarTrack_Lost_Lock"      value="true"'),
+     'Swift lost its star tracker lock (StarTrack_Lost_Lock)'),
+    ('swift_grb_gcn.xml',
+     (b'name="Def_NOT_a_GRB"            value="false"',
+      b'name="Def_NOT_a_GRB"            value="true"'),
+     'the notice retracts it (Def_NOT_a_GRB)'),
+    ('fermi_grb_gcn.xml', None, None),
+    ('swift_grb_gcn.xml', None, None),
+    ('built/agile_mcal_gcn.xml', None, None),
+])
+def test_not_grb_reasons(name, edit, reason):
+    payload = read(name)
+    if edit is not None:
+        assert edit[0] in payload
+        payload = payload.replace(*edit)
+    notice = notices.parse(payload)
+    assert notice.not_grb_reason == reason
+    assert notice.not_grb is (reason is not None)
+
+
+def test_integral_trigger_number_comes_from_the_ivorn():
+    payload = read('built/integral_refined_gcn.xml')
+    assert b'name="TrigID"        value="0"' in payload
+    notice = notices.parse(payload)
+    assert notice.trigger_id == '9122'
+    recorded = notices.recorded_payload(payload, notice)
+    assert recorded != payload
+    again = notices.parse(recorded)
+    assert again.trigger_id == '9122'
+    assert notices.recorded_payload(recorded, again) == recorded
+    root = lxml.etree.fromstring(recorded)
+    assert root.find(".//Param[@name='TrigID']").get('value') == '9122'
+    # Nothing else changed.
+    root.find(".//Param[@name='TrigID']").set('value', '0')
+    assert lxml.etree.tostring(root) == lxml.etree.tostring(
+        lxml.etree.fromstring(payload))
+
+
+def test_integral_ivorn_without_a_number_keeps_trigid():
+    payload = with_param(read('built/integral_refined_gcn.xml'),
+                         'TrigID', 77).replace(
+        b'#Refined_Pos_9122-0-103', b'#Refined_Pos_replay')
+    notice = notices.parse(payload)
+    assert notice.trigger_id == '77'
+    assert notices.recorded_payload(payload, notice) == payload
+
+
+def test_other_notices_are_recorded_as_received():
+    for name in ('fermi_grb_gcn.xml', 'fermi_subthresh_grb_gcn.xml',
+                 'built/agile_mcal_gcn.xml'):
+        payload = read(name)
+        assert notices.recorded_payload(
+            payload, notices.parse(payload)) == payload
+
+
+def test_mock_data_challenge_notices_get_the_mdc_search():
+    payload = read('fermi_grb_gcn.xml').replace(
+        b'ivorn="ivo://nasa.gsfc.gcn/Fermi#',
+        b'ivorn="ivo://nasa.gsfc.gcn/Fermi#MDC-test_event_')
+    assert notices.parse(payload).search == 'MDC'
+
+
+def with_position(payload, ra, dec, radius):
+    where = './/Position2D'
+    root = lxml.etree.fromstring(payload)
+    root.find(f'{where}/Value2/C1').text = ra
+    root.find(f'{where}/Value2/C2').text = dec
+    root.find(f'{where}/Error2Radius').text = radius
+    return lxml.etree.tostring(root)
+
+
+@pytest.mark.parametrize('position,expected', [
+    (('0.0', '0.0', '0.0'), None),           # GCN's "no position"
+    (('148.9', '69.1', '0.0'), (148.9, 69.1, 0.0)),  # a point
+    (('0.0', '4.35', '0.0'), (0.0, 4.35, 0.0)),
+    (('10.0', '20.0', '180.0'), None),       # the whole sky
+    (('10.0', '20.0', '-1.0'), None),
+    (('10.0', '20.0', '12.5'), (10.0, 20.0, 12.5)),
+])
+def test_position_rules(position, expected):
+    notice = notices.parse(with_position(
+        read('built/agile_mcal_gcn.xml'), *position))
+    if expected is None:
+        assert not notice.has_position
+    else:
+        assert notice.has_position
+        assert (notice.ra, notice.dec, notice.error_radius) == expected

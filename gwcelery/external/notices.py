@@ -1,8 +1,10 @@
 """Parse the GCN notices (VOEvent 2.0) of external triggers.
 
 Pure functions, no I/O: :func:`parse` turns the bytes of a Fermi GBM, Swift
-BAT, INTEGRAL or SNEWS notice into an :class:`ExternalNotice`, or raises
-:class:`NoticeError` saying what is wrong with it.
+BAT, INTEGRAL, AGILE MCAL or SNEWS notice into an :class:`ExternalNotice`,
+or raises :class:`NoticeError` saying what is wrong with it;
+:func:`reason_to_drop` says why a parsed notice is not recorded at all and
+:func:`recorded_payload` gives the bytes that GraceDB keeps.
 """
 
 import dataclasses
@@ -23,8 +25,18 @@ PIPELINE_AND_SEARCH = {
     **dict.fromkeys((NoticeType.INTEGRAL_SPIACS, NoticeType.INTEGRAL_WAKEUP,
                      NoticeType.INTEGRAL_REFINED,
                      NoticeType.INTEGRAL_OFFLINE), ('INTEGRAL', 'GRB')),
+    NoticeType.AGILE_MCAL_ALERT: ('AGILE', 'GRB'),
     NoticeType.SNEWS: ('SNEWS', 'Supernova'),
 }
+
+#: Notices whose ``Reliability`` parameter (0-9, sent by Fermi GBM for its
+#: sub-threshold candidates) is at most this are dropped, as the reference
+#: pipeline drops them: these candidates are mostly noise.
+MAX_DROPPED_RELIABILITY = 4
+
+#: Text in the IVORN of the notices of a mock data challenge, whose events
+#: get the search ``MDC``.
+MDC_IVORN_MARK = 'mdc-test_event'
 
 #: Source classes of Fermi GBM's on-board classifier, by the value of the
 #: notice's ``Most_Likely_Index`` (GCN's Fermi GBM notice documentation).
@@ -61,11 +73,13 @@ class ExternalNotice:
     notice_type: int
     """GCN packet type (a :class:`gcn.NoticeType` value)."""
     pipeline: str
-    """GraceDB pipeline: Fermi, Swift, INTEGRAL or SNEWS."""
+    """GraceDB pipeline: Fermi, Swift, INTEGRAL, AGILE or SNEWS."""
     search: str
-    """GraceDB search: GRB, SubGRB or Supernova."""
+    """GraceDB search: GRB, SubGRB, Supernova, or MDC for a mock data
+    challenge."""
     trigger_id: str
-    """The instrument's trigger number, shared by all its notices."""
+    """The instrument's trigger number, shared by all its notices (for
+    INTEGRAL, taken from the IVORN: see :func:`recorded_payload`)."""
     gpstime: float
     """Trigger time, GPS seconds."""
     date: str
@@ -78,9 +92,16 @@ class ExternalNotice:
     """Radius (degrees) of the error circle, or None."""
     classification: str | None
     """Fermi GBM's classification of the source, when the notice has one."""
-    not_grb: bool
-    """The instrument says the trigger is not a GRB (noise, particles,
-    a terrestrial gamma-ray flash...)."""
+    not_grb_reason: str | None
+    """Why the trigger is not taken for a GRB (the instrument classifies it
+    as noise, retracts it, or has not classified it yet), or None."""
+    reliability: int | None
+    """The ``Reliability`` parameter (Fermi GBM sub-threshold), or None."""
+
+    @property
+    def not_grb(self):
+        """Whether the trigger is not taken for a GRB (label NOT_GRB)."""
+        return self.not_grb_reason is not None
 
     @property
     def test(self):
@@ -130,14 +151,19 @@ def _trigger_time(root):
 
 
 def _position(root, max_error_radius):
-    """RA, Dec, radius in degrees, or three Nones when there is none."""
+    """RA, Dec, radius in degrees, or three Nones when there is none.
+
+    All three zero is GCN's way of saying "no position" (the first Fermi
+    GBM alert); a radius of zero with coordinates is a position known
+    better than a pixel, as the reference pipeline takes it.
+    """
     position = f'{_POSITION}/Position2D'
     if root.find(position) is None:
         return None, None, None
     ra = _float(root, f'{position}/Value2/C1', 'right ascension')
     dec = _float(root, f'{position}/Value2/C2', 'declination')
     radius = _float(root, f'{position}/Error2Radius', 'error radius')
-    if not 0 < radius < max_error_radius:
+    if (ra, dec, radius) == (0, 0, 0) or not 0 <= radius < max_error_radius:
         return None, None, None
     if not (0 <= ra <= 360 and -90 <= dec <= 90):
         raise NoticeError(f'position out of range: RA {ra}, Dec {dec}')
@@ -159,6 +185,70 @@ def _fermi_classification(root):
     not_grb = (index != FERMI_GRB_INDEX
                or probability < FERMI_GRB_MIN_PROBABILITY)
     return classification, not_grb
+
+
+def _not_grb_reason(root, notice_type, classification, classified_not_grb):
+    """Why the trigger is not taken for a GRB, or None (the reference
+    pipeline's rules)."""
+    if classified_not_grb:
+        return f'Fermi GBM classifies it as {classification}'
+    if _group_flag(root, 'Def_NOT_a_GRB'):
+        return 'the notice retracts it (Def_NOT_a_GRB)'
+    if _group_flag(root, 'StarTrack_Lost_Lock'):
+        # Swift's star tracker lost lock: the position cannot be trusted.
+        return 'Swift lost its star tracker lock (StarTrack_Lost_Lock)'
+    if notice_type == NoticeType.FERMI_GBM_ALERT:
+        # The first GBM alert comes before any classification and is
+        # often noise; the flight position seconds later decides.
+        return 'first Fermi GBM alert, not yet classified'
+    return None
+
+
+def _integral_trigger_id(ivorn):
+    """INTEGRAL's trigger number, the last ``_``-separated field of the
+    IVORN fragment up to its first ``-`` (``...#Refined_Pos_8553-0-734``):
+    the ``TrigID`` parameter of INTEGRAL's notices does not carry it."""
+    field = ivorn.rpartition('#')[2].rpartition('_')[2].partition('-')[0]
+    return field if field.isdigit() else None
+
+
+def _reliability(root):
+    text = _param(root, 'Reliability')
+    if text is None:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise NoticeError(f'bad Reliability {text!r}') from None
+
+
+def reason_to_drop(notice):
+    """Why `notice` is not recorded in GraceDB at all, or None.
+
+    A low-reliability sub-threshold candidate (``Reliability`` at most
+    :data:`MAX_DROPPED_RELIABILITY`) and a ``utility`` notice are dropped.
+    Test notices are recorded, in the group Test.
+    """
+    if (notice.reliability is not None
+            and notice.reliability <= MAX_DROPPED_RELIABILITY):
+        return (f'low reliability: Reliability {notice.reliability} <= '
+                f'{MAX_DROPPED_RELIABILITY}')
+    if notice.role not in ('observation', 'test'):
+        return f'VOEvent role {notice.role!r}'
+    return None
+
+
+def recorded_payload(payload, notice):
+    """The bytes of the notice that GraceDB keeps: `payload` itself, except
+    that a ``TrigID`` that differs from the notice's trigger number (always
+    0 in INTEGRAL's notices) is set to it, so that GraceDB files the event
+    under the right trigger."""
+    root = lxml.etree.fromstring(payload)
+    param = root.find("./What/Param[@name='TrigID']")
+    if param is None or param.get('value') == notice.trigger_id:
+        return payload
+    param.set('value', notice.trigger_id)
+    return lxml.etree.tostring(root, xml_declaration=True, encoding='UTF-8')
 
 
 def parse(payload, max_error_radius=180.0):
@@ -185,17 +275,22 @@ def parse(payload, max_error_radius=180.0):
         raise NoticeError(f'{notice_type.name} is not an external trigger '
                           'notice that the pipeline handles')
     pipeline, search = PIPELINE_AND_SEARCH[notice_type]
-    trigger_id = _param(root, 'TrigID') or _param(root, 'Trans_Num')
+    ivorn = root.attrib.get('ivorn', '')
+    if MDC_IVORN_MARK in ivorn.lower():
+        search = 'MDC'
+    trigger_id = ((pipeline == 'INTEGRAL' and _integral_trigger_id(ivorn))
+                  or _param(root, 'TrigID') or _param(root, 'Trans_Num'))
     if not trigger_id:
         raise NoticeError(f'{notice_type.name} notice has no trigger number')
     ra, dec, radius = _position(root, max_error_radius)
-    classification, not_grb = (_fermi_classification(root)
-                               if pipeline == 'Fermi' else (None, False))
+    classification, classified_not_grb = (
+        _fermi_classification(root) if pipeline == 'Fermi' else (None, False))
     return ExternalNotice(
-        ivorn=root.attrib.get('ivorn', ''),
-        role=root.attrib.get('role', 'observation'),
+        ivorn=ivorn, role=root.attrib.get('role', 'observation'),
         notice_type=int(notice_type), pipeline=pipeline, search=search,
         trigger_id=trigger_id.strip(), gpstime=_trigger_time(root),
         date=(root.findtext('./Who/Date') or '').strip(),
         ra=ra, dec=dec, error_radius=radius, classification=classification,
-        not_grb=not_grb or _group_flag(root, 'Def_NOT_a_GRB'))
+        not_grb_reason=_not_grb_reason(root, notice_type, classification,
+                                       classified_not_grb),
+        reliability=_reliability(root))

@@ -19,7 +19,7 @@ import math
 from lxml import etree
 
 from .identifiers import utc_to_gps
-from .vocabulary import CBC_PIPELINES
+from .vocabulary import CBC_PIPELINES, EXTERNAL_PIPELINES
 
 EVENT_FIELDS = ('gpstime', 'far', 'instruments', 'nevents', 'likelihood',
                 'far_is_upper_limit')
@@ -55,7 +55,7 @@ def parse_event_file(data, group, pipeline):
     if head in (b'{', b'['):
         fields = _parse_json(data, group)
     elif head == b'<':
-        if group == 'External':
+        if group == 'External' or pipeline in EXTERNAL_PIPELINES:
             fields = _parse_gcn_voevent(data)
         elif group == 'Test' or pipeline in CBC_PIPELINES or group == 'CBC':
             fields = _parse_coinc(data)

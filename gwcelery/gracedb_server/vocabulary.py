@@ -41,6 +41,10 @@ LABELS = (
 CBC_PIPELINES = ('gstlal', 'GstLAL', 'pycbc', 'MBTA', 'MBTAOnline', 'spiir',
                  'aframe')
 
+#: Pipelines whose event files are GCN VOEvents, whatever the group (a test
+#: notice of an instrument is an event of the group Test).
+EXTERNAL_PIPELINES = ('Fermi', 'Swift', 'INTEGRAL', 'AGILE', 'SNEWS')
+
 VOEVENT_TYPES = {'PR': 'preliminary', 'IN': 'initial', 'UP': 'update',
                  'RE': 'retraction', 'EW': 'earlywarning'}
 

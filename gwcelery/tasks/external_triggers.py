@@ -1,5 +1,6 @@
 """External triggers: GCN notices of gamma-ray bursts (Fermi GBM, Swift BAT,
-INTEGRAL) and supernova neutrinos (SNEWS) become External events in GraceDB.
+INTEGRAL, AGILE MCAL) and supernova neutrinos (SNEWS) become External events
+in GraceDB.
 
 :func:`handle` receives every notice of these types on the serial
 ``exttrig`` queue. It records the first notice of a trigger as a new event
@@ -8,9 +9,14 @@ notice identical to the recorded one, or older than it, changes nothing.
 Then, as a canvas, a sky map of the error circle is made and uploaded and
 the RAVEN coincidence search (:mod:`gwcelery.tasks.raven`) runs.
 
-Test packets (VOEvent role ``test``) are logged and not recorded. Triggers
-that the instrument classifies as not being GRBs (Fermi GBM's on-board
-classification, or the ``Def_NOT_a_GRB`` flag) are recorded with the label
+The rules of the reference pipeline decide what is recorded and how
+(:func:`gwcelery.external.notices.reason_to_drop` and
+:attr:`~gwcelery.external.notices.ExternalNotice.not_grb_reason`): a
+low-reliability Fermi GBM sub-threshold candidate is dropped with a log
+line saying why; test packets (VOEvent role ``test``) become events of the
+group Test; triggers that are not taken for GRBs (Fermi GBM's
+classification, a ``Def_NOT_a_GRB`` retraction, Swift's lost star tracker
+lock, the first unclassified Fermi GBM alert) are recorded with the label
 ``NOT_GRB`` and left out of the coincidence search.
 """
 
@@ -63,8 +69,9 @@ def _sync_not_grb_label(graceid, labels, not_grb):
 
 
 def replace_if_newer(event, notice, payload):
-    """Replace the recorded notice of `event` with `payload` if it differs
-    and is not older; return whether it was replaced."""
+    """Replace the recorded notice of `event` with `payload` (as
+    :func:`~gwcelery.external.notices.recorded_payload` gives it) if it
+    differs and is not older; return whether it was replaced."""
     graceid = event['graceid']
     try:
         recorded = gracedb.download(EVENT_FILENAME, graceid)
@@ -111,15 +118,18 @@ def follow_up(graceid, notice):
     return chain(*steps) if steps else None
 
 
-@gcn.handler(*NOTICE_TYPES, queue='exttrig', shared=False)
+@gracedb.task(*NOTICE_TYPES, via=gcn.handler, queue='exttrig',
+              shared=False, acks_late=True, reject_on_worker_lost=True)
 def handle(payload):
     """Record a GCN notice of an external trigger in GraceDB.
 
-    Creates the External event (group External; pipeline Fermi, Swift,
-    INTEGRAL or SNEWS; search GRB, SubGRB or Supernova) with the notice as
-    its file, or replaces the data of the event of the same trigger, then
-    launches :func:`follow_up`. Returns the event's graceid, or ``None``
-    for a notice that is rejected (malformed) or not recorded (test).
+    Creates the External event (group External, or Test for a test
+    packet; pipeline Fermi, Swift, INTEGRAL, AGILE or SNEWS; search GRB,
+    SubGRB, Supernova or MDC) with the notice as its file, or replaces the
+    data of the event of the same trigger, then launches :func:`follow_up`.
+    Returns the event's graceid, or ``None`` for a notice that is rejected
+    (malformed) or dropped (see
+    :func:`~gwcelery.external.notices.reason_to_drop`).
     """
     try:
         notice = notices.parse(
@@ -127,14 +137,16 @@ def handle(payload):
     except notices.NoticeError as e:
         log.error('Rejected a GCN notice (%d bytes): %s', len(payload), e)
         return None
-    if notice.role != 'observation':
-        log.info('%s: %s notice %s is not recorded in GraceDB',
-                 describe(notice), notice.role, notice.ivorn)
+    reason = notices.reason_to_drop(notice)
+    if reason is not None:
+        log.info('%s: notice %s dropped, not recorded in GraceDB: %s',
+                 describe(notice), notice.ivorn, reason)
         return None
+    payload = notices.recorded_payload(payload, notice)
     if notice.not_grb:
-        log.info('%s is not a GRB (%s): labelled %s and left out of the '
-                 'coincidence search', describe(notice),
-                 notice.classification or 'Def_NOT_a_GRB', NOT_GRB)
+        log.info('%s is not taken for a GRB (%s): labelled %s and left out '
+                 'of the coincidence search', describe(notice),
+                 notice.not_grb_reason, NOT_GRB)
 
     events = gracedb.get_events(event_query(notice))
     if events:
