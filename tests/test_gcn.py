@@ -172,6 +172,16 @@ def test_send_queues_voevents_in_order(broker_app):
     queue.close()
 
 
+def test_send_queues_an_ivorn_once(broker_app):
+    """A redelivered send (same VOEvent) returns the first entry."""
+    first = gcn_tasks.send(voevent(7))
+    assert gcn_tasks.send(voevent(7)) == first
+    queue = VOEventQueue(app.conf)
+    assert queue.entries() == [(first, voevent(7))]
+    queue.close()
+    assert gcn_tasks.send.acks_late and gcn_tasks.send.reject_on_worker_lost
+
+
 @pytest.mark.parametrize('payload', [
     b'not xml', GOOD[:100], b'<root/>',
     vtp.transport_message('iamalive', 'x'),

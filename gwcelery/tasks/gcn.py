@@ -234,7 +234,27 @@ def listen(self):
 
 # --- sending ----------------------------------------------------------------
 
-@app.task(shared=False,
+#: Seconds for which :func:`send` remembers the IVORNs it queued, so that a
+#: redelivered or retried send does not queue a VOEvent twice.
+SENT_IVORN_MEMORY = 7 * 86400
+
+# Queue a VOEvent unless its IVORN was queued already, in one step: a
+# worker that dies between the check and the append cannot leave a
+# duplicate behind. KEYS: the stream, the IVORN's marker; ARGV: the
+# payload, the stream's approximate maximum length, the marker's lifetime.
+_APPEND_ONCE = """
+local seen = redis.call('get', KEYS[2])
+if seen then
+    return {0, seen}
+end
+local entry_id = redis.call('xadd', KEYS[1], 'maxlen', '~', ARGV[2], '*',
+                            'voevent', ARGV[1])
+redis.call('set', KEYS[2], entry_id, 'ex', ARGV[3])
+return {1, entry_id}
+"""
+
+
+@app.task(shared=False, acks_late=True, reject_on_worker_lost=True,
           autoretry_for=(redis.ConnectionError, redis.TimeoutError),
           retry_backoff=True, retry_backoff_max=60, max_retries=None)
 def send(payload):
@@ -243,7 +263,10 @@ def send(payload):
 
     Refuses (:exc:`ValueError`) a payload that is not a VOEvent with an
     IVORN, so that nothing malformed ever reaches GCN. Retries while the
-    Redis server is unreachable.
+    Redis server is unreachable. The message is acknowledged only once the
+    VOEvent is queued (a worker lost before that gets it redelivered), and
+    a VOEvent whose IVORN was queued already is not queued again: its
+    first entry id is returned.
     """
     if isinstance(payload, str):
         payload = payload.encode()
@@ -254,13 +277,21 @@ def send(payload):
                          f'{vtp.describe(payload)}') from None
     if vtp.kind(root) != 'voevent' or not root.get('ivorn'):
         raise ValueError(f'not a VOEvent with an ivorn: root <{root.tag}>')
+    ivorn = root.get('ivorn')
     queue = VOEventQueue(app.conf)
     try:
-        entry_id = queue.append(payload)
+        new, entry_id = queue.redis.eval(
+            _APPEND_ONCE, 2, queue.key, f'{queue.key}:sent:{ivorn}',
+            payload, queue.max_length, SENT_IVORN_MEMORY)
     finally:
         queue.close()
-    log.info('GCN: queued VOEvent %s for the broker (entry %s)',
-             root.get('ivorn'), entry_id)
+    entry_id = entry_id.decode()
+    if new:
+        log.info('GCN: queued VOEvent %s for the broker (entry %s)', ivorn,
+                 entry_id)
+    else:
+        log.info('GCN: VOEvent %s was queued already (entry %s)', ivorn,
+                 entry_id)
     return entry_id
 
 
