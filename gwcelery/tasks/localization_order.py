@@ -1,0 +1,92 @@
+"""The order of the localisations on the ``openmp`` queue: the sky map
+an alert needs first.
+
+BAYESTAR runs for every CBC event of a superevent, one at a time on the
+openmp worker, but only the preferred event's sky map goes into the
+alert. The Redis transport orders each queue by message priority (a list
+per step of ``broker_transport_options['priority_steps']``, the lowest
+number first) and the workers take a message only when a process is free
+(:obj:`~gwcelery.conf.worker_disable_prefetch`), so the order is decided
+when the worker is ready for the next localisation, not earlier.
+
+Every localisation is sent at :data:`ALERT_PRIORITY`: when it is sent,
+its event may not have joined its superevent yet. When it starts with
+other alert-priority localisations waiting behind it, :func:`localize`
+looks again (:func:`can_become_preferred`, the superevent manager's own
+ranking); one whose event cannot become preferred goes back to the queue
+at :data:`RECORD_PRIORITY`, behind the localisations that alerts need,
+and runs later for the record. The worker then takes the next
+alert-priority localisation. Nothing is ever skipped.
+"""
+
+import redis
+from celery.utils.log import get_task_logger
+
+from .. import app
+from . import bayestar, gracedb, superevents
+
+log = get_task_logger(__name__)
+
+#: Priority of a localisation that an alert may need (Redis transport:
+#: the lowest number goes first; also that of messages without one).
+ALERT_PRIORITY = 0
+
+#: Priority of a localisation that no alert will use: after the alerts'
+#: localisations and their volume plots, before the omega scans (9).
+RECORD_PRIORITY = 6
+
+
+def can_become_preferred(event, superevent):
+    """Whether ``event`` is, or once localised could be, the preferred
+    event of ``superevent`` (``None`` if it is in none yet: it may start
+    its own).
+
+    The superevent manager's ranking
+    (:func:`gwcelery.tasks.superevents.ranking_key`) decides, leaving out
+    its first criterion, completeness: the event will be complete once
+    its sky map is there. A tie counts as a possible preferred event.
+    """
+    if superevent is None or superevent['preferred_event'] == event['graceid']:
+        return True
+    preferred = superevent['preferred_event_data']
+    return (superevents.ranking_key(event)[1:]
+            >= superevents.ranking_key(preferred)[1:])
+
+
+def alert_localizations_waiting(queue='openmp'):
+    """How many alert-priority messages wait in ``queue`` (the Redis
+    transport keeps priority 0 in the list named after the queue)."""
+    client = redis.Redis.from_url(app.conf.broker_url,
+                                  socket_connect_timeout=5)
+    try:
+        return client.llen(queue)
+    finally:
+        client.close()
+
+
+def _superevent_of(graceid):
+    """The event ``graceid`` and its superevent (or ``None``)."""
+    event = gracedb.get_event(graceid)
+    superevent_id = event.get('superevent')
+    return event, (gracedb.get_superevent(superevent_id) if superevent_id
+                   else None)
+
+
+@app.task(bind=True, queue='openmp', shared=False, max_retries=1)
+def localize(self, coinc_bytes, psd_bytes, graceid):
+    """Localise with :func:`gwcelery.tasks.bayestar.localize` (same
+    arguments and result), unless other alert-priority localisations
+    wait and this event cannot become preferred: then go back to the
+    queue at :data:`RECORD_PRIORITY` (see the module docstring)."""
+    priority = (self.request.delivery_info or {}).get('priority')
+    if (not app.conf.task_always_eager and not self.request.retries
+            and priority in (None, ALERT_PRIORITY)
+            and alert_localizations_waiting()):
+        event, superevent = _superevent_of(graceid)
+        if not can_become_preferred(event, superevent):
+            log.info('%s cannot become the preferred event of %s (%s is): '
+                     'localising it after the alerts\' sky maps', graceid,
+                     superevent['superevent_id'],
+                     superevent['preferred_event'])
+            raise self.retry(countdown=0, priority=RECORD_PRIORITY)
+    return bayestar.localize(coinc_bytes, psd_bytes, graceid)
