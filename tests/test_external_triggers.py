@@ -126,6 +126,8 @@ def test_sample_notice_to_event(eager, name, caplog):
         assert prob[hp.ang2pix(64, ra, dec, nest=True, lonlat=True)] > 0
         if radius == 0:  # a point: the one pixel it falls in
             assert np.count_nonzero(prob) == 1
+            assert any('error circle: the one pixel of RA' in comment
+                       for comment in log_comments(graceid))
 
     searched = any('RAVEN: no superevents' in comment
                    for comment in log_comments(graceid))

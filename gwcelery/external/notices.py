@@ -254,11 +254,12 @@ def recorded_payload(payload, notice):
 def parse(payload, max_error_radius=180.0):
     """Parse the VOEvent bytes of a GCN notice of an external trigger.
 
-    A position whose error radius is 0 or at least `max_error_radius`
-    degrees means "no position" (the first Fermi GBM alert sends 0, SNEWS
-    sends 360). Raises :class:`NoticeError` for a payload that is not XML,
-    not a notice type of :data:`PIPELINE_AND_SEARCH`, or lacks the trigger
-    number or time.
+    RA, Dec and error radius all 0 (the first Fermi GBM alert, INTEGRAL
+    SPI-ACS) or an error radius of at least `max_error_radius` degrees
+    (SNEWS sends 360) mean "no position"; a radius of 0 with coordinates
+    (AGILE MCAL) is a point. Raises :class:`NoticeError` for a payload
+    that is not XML, not a notice type of :data:`PIPELINE_AND_SEARCH`, or
+    lacks the trigger number or time.
     """
     try:
         root = lxml.etree.fromstring(payload)

@@ -103,9 +103,10 @@ def follow_up(graceid, notice):
     the trigger is not a GRB). ``None`` when there is nothing to do."""
     steps = []
     if notice.has_position:
-        message = (f'Sky map of the {notice.pipeline} error circle: a disk '
-                   f'of radius {notice.error_radius:g} deg around RA '
-                   f'{notice.ra:g} deg, Dec {notice.dec:g} deg')
+        shape = (f'a disk of radius {notice.error_radius:g} deg around'
+                 if notice.error_radius else 'the one pixel of')
+        message = (f'Sky map of the {notice.pipeline} error circle: {shape} '
+                   f'RA {notice.ra:g} deg, Dec {notice.dec:g} deg')
         steps += [
             external_skymaps.create_disk_skymap.si(
                 notice.ra, notice.dec, notice.error_radius, notice.gpstime,
