@@ -553,6 +553,13 @@ volume_plot_dpi = 100
 
 # --- Orchestrator: classification -----------------------------------------
 
+pipeline_products_wait = 5.0
+"""Seconds after a CBC event's creation before its source classification
+(``{pipeline}.p_astro.json``) and properties (``em_bright.json``) are
+computed, if its search has not uploaded its own by then: O4 searches
+upload theirs within a second or two of the candidate. The sky map takes
+longer, so this wait does not delay the alert."""
+
 em_bright_ns_max_mass = 3.0
 """Heaviest neutron star (solar masses): a lighter component counts as a
 neutron star for HasNS."""
@@ -783,3 +790,56 @@ saying it is still running."""
 console_superevent_count = 25
 """Number of superevents (the latest) that the console's front page
 lists."""
+
+# --- Kafka: igwn-alert in, public alerts out, GCN notices in --------------
+
+kafka_alert_config = {}
+"""Kafka destinations of the public alerts, besides GCN's VOEvent:
+``{name: {'url': 'kafka://HOST[:PORT]/TOPIC', 'format': 'avro' or
+'json'}}``, e.g. ``{'scimma': {'url':
+'kafka://kafka.scimma.org/igwn.gwalert', 'format': 'avro'}, 'gcn':
+{'url': 'kafka://kafka.gcn.nasa.gov/igwn.gwalert', 'format': 'json'}}``;
+empty means none."""
+
+kafka_hop_auth = True
+"""Credentials of hop-client for the Kafka producers and the igwn-alert
+consumer: ``True`` reads hop's configuration (``hop auth add``),
+``False`` connects without (a private broker)."""
+
+kafka_significant_far_threshold = {'CBC': 1 / (30 * 86400),
+                                   'Burst': 1 / (365 * 86400)}
+"""FAR (Hz) below which, times the group's
+:obj:`preferred_event_trials_factor`, a public Kafka alert says
+``significant``: once a month for CBC, once a year for Burst."""
+
+kafka_consumer_session_timeout = 45.0
+"""Session timeout (s) of the Kafka consumers (librdkafka's default). A
+small broker such as Tansu answers the first JoinGroup after half of it,
+so ``gwcelery local`` and the tests set a few seconds."""
+
+igwn_alert_url = 'kafka://kafka.scimma.org/'
+"""Kafka broker of igwn-alert (``lvalert_transport = 'kafka'``); the
+topics are :obj:`igwn_alert_group` + ``.`` + node."""
+
+igwn_alert_group = 'gracedb-playground'
+"""igwn-alert group: the GraceDB server whose alerts are read
+(``gracedb``, ``gracedb-playground``, ``gracedb-test``)."""
+
+igwn_alert_consumer_group = 'gwcelery'
+"""Kafka consumer group of the igwn-alert listener: its committed offsets
+are where a restarted listener goes on."""
+
+gcn_kafka_url = None
+"""Kafka broker of the incoming GCN notices: ``None`` (off),
+``'kafka://kafka.gcn.nasa.gov'`` (GCN Kafka with
+:obj:`gcn_kafka_client_id` and :obj:`gcn_kafka_client_secret`), or a
+broker without authentication (``kafka://127.0.0.1:9092``)."""
+
+gcn_kafka_client_id = None
+"""GCN Kafka client ID (``None`` for a broker without authentication)."""
+
+gcn_kafka_client_secret = None
+"""GCN Kafka client secret."""
+
+gcn_kafka_consumer_group = 'gwcelery'
+"""Kafka consumer group of the GCN notice listener."""

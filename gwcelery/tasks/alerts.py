@@ -22,7 +22,7 @@ from celery import chain, group, signature
 from celery.utils.log import get_task_logger
 
 from .. import app, voevent
-from . import circulars, core, gcn, gracedb, superevents
+from . import circulars, core, gcn, gracedb, kafka, superevents
 
 log = get_task_logger(__name__)
 
@@ -192,6 +192,10 @@ def send_voevent(filename, superevent, skymap_filename, em_bright_json,
         steps.append(group(signature(followup, app=app)
                            for followup in followups))
     chain(*steps).delay()
+    if app.conf['kafka_alert_config']:
+        # The same notice in the IGWN alert schema, beside the VOEvent.
+        kafka.send_alert.delay(superevent, alert_type, skymap_filename,
+                               em_bright_json, p_astro_json)
 
 
 def circular_filename(alert_type):
