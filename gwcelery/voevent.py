@@ -5,8 +5,8 @@ This module owns the format: the namespaces, the GCN packet type of each
 alert type, the table of the Params (:data:`PARAMS`: data type, UCD, unit
 and description of each), and :func:`build`, which writes a notice from
 small named parts (``Who``, the alert's Params, the candidate's Params,
-the ``GW_SKYMAP``, ``Classification`` and ``Properties`` groups,
-``WhereWhen``, ``How``). The orchestrator
+the ``GW_SKYMAP``, ``Classification``, ``Properties`` and ``External
+Coincidence`` groups, ``WhereWhen``, ``How``). The orchestrator
 (:func:`gwcelery.tasks.alerts.build_notice`) and the local GraceDB
 server (:func:`gwcelery.gracedb_server.voevent.build_voevent`) both write
 their notices with it. :func:`validate` checks a notice against the
@@ -117,7 +117,40 @@ PARAMS = {
     'HasMassGap': _probability(
         'Probability that at least one object in the binary has a mass '
         'between 3 and 5 solar masses'),
+    'ExternalGCNNotice': ParamSpec(
+        'string', 'meta.id', 'Identifier of the GCN notice of the external '
+        'event'),
+    'ExternalObservatory': ParamSpec('string', 'meta.code',
+                                     'Observatory of the external event'),
+    'ExternalSearch': ParamSpec('string', 'meta.code',
+                                'Search of the external event'),
+    'Time_Difference': ParamSpec(
+        'float', 'meta.code', 'Time of the GW candidate minus the time of '
+        'the external event', unit='s'),
+    'Time_Coincidence_FAR': ParamSpec(
+        'float', 'arith.rate;stat.falsealarm', 'False alarm rate of the '
+        'coincidence in time', unit='Hz'),
+    'Time_Sky_Position_Coincidence_FAR': ParamSpec(
+        'float', 'arith.rate;stat.falsealarm', 'False alarm rate of the '
+        'coincidence in time and sky position', unit='Hz'),
+    'CombinedSkymapFilename': ParamSpec(
+        'string', 'meta.ref', 'File of the superevent with the sky map of '
+        'the GW candidate combined with that of the external event'),
 }
+
+#: The Params of the ``External Coincidence`` group and the keys of the
+#: coincidence (see
+#: :func:`gwcelery.external.coincidence.alert_coincidence`) they show.
+COINCIDENCE_PARAMS = (
+    ('ExternalGCNNotice', 'gcn_notice_id'),
+    ('ExternalObservatory', 'observatory'),
+    ('ExternalSearch', 'search'),
+    ('Time_Difference', 'time_difference'),
+    ('Time_Coincidence_FAR', 'time_coincidence_far'),
+    ('Time_Sky_Position_Coincidence_FAR',
+     'time_sky_position_coincidence_far'),
+    ('CombinedSkymapFilename', 'combined_skymap_filename'),
+)
 
 #: The probability groups of a notice: type, description, Param names.
 PROBABILITY_GROUPS = (
@@ -231,6 +264,23 @@ def _probability_group(what, group_type, description, names, values):
         _param(group, name, f'{float(values[name]):.6g}')
 
 
+def _coincidence_group(what, coincidence):
+    """The ``External Coincidence`` group: the Params of
+    :data:`COINCIDENCE_PARAMS` whose value is known."""
+    group = lxml.etree.SubElement(what, 'Group',
+                                  {'type': 'External Coincidence'})
+    lxml.etree.SubElement(group, 'Description').text = (
+        'Properties of the coincidence of the GW candidate with an external '
+        'event')
+    for name, key in COINCIDENCE_PARAMS:
+        value = coincidence.get(key)
+        if value is None:
+            continue
+        if PARAMS[name].data_type == 'float':
+            value = f'{float(value):.9g}'
+        _param(group, name, value)
+
+
 def _where_when(root, gpstime):
     where_when = lxml.etree.SubElement(root, 'WhereWhen')
     location = lxml.etree.SubElement(where_when, 'ObsDataLocation')
@@ -258,7 +308,7 @@ def build(*, ivorn, superevent_id, alert_type, serial_number, gpstime, far,
           instruments, group, pipeline, search, event_page, role='observation',
           skymap_url=None, skymap_type='bayestar', classification=None,
           properties=None, internal=False, open_alert=True,
-          hardware_injection=False, date=None):
+          hardware_injection=False, date=None, coincidence=None):
     """Return a VOEvent 2.0 notice (bytes) for a superevent (or event).
 
     Parameters
@@ -293,6 +343,9 @@ def build(*, ivorn, superevent_id, alert_type, serial_number, gpstime, far,
         The ``internal``, ``OpenAlert`` and ``HardwareInj`` flags.
     date : datetime.datetime or None
         Time of writing (default: now).
+    coincidence : dict or None
+        The external coincidence of a ``RAVEN_ALERT`` superevent (keys of
+        :data:`COINCIDENCE_PARAMS`): an ``External Coincidence`` group.
 
     A ``Retraction`` has only the Params of the alert: it describes no
     candidate, sky map or classification.
@@ -312,6 +365,8 @@ def build(*, ivorn, superevent_id, alert_type, serial_number, gpstime, far,
                 PROBABILITY_GROUPS, (classification, properties),
                 strict=True):
             _probability_group(what, group_type, description, names, values)
+        if coincidence is not None:
+            _coincidence_group(what, coincidence)
     _where_when(root, gpstime)
     _how(root, instruments)
     lxml.etree.SubElement(root, 'Description').text = (

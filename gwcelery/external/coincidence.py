@@ -94,3 +94,26 @@ def passes_alert_threshold(conf, combined_far, group):
     ``combined_far * trials_factor <= threshold`` for the GW group."""
     return (combined_far * conf['raven_trials_factor'][group]
             <= conf['raven_alert_far_threshold'][group])
+
+
+def alert_coincidence(superevent, ext_event, combined_skymap_filename=None):
+    """What a public alert says about the external trigger of a superevent
+    labelled ``RAVEN_ALERT`` (its ``em_type``, `ext_event`): the fields of
+    the IGWN alert schema's ``external_coinc`` (without the sky map's
+    bytes) plus the name of the combined sky map, or ``None``.
+
+    ``time_difference`` is the superevent's ``t_0`` minus the trigger's
+    time, to the hundredth of a second; the FARs are the superevent's.
+    """
+    grb = (ext_event.get('extra_attributes') or {}).get('GRB') or {}
+    return {
+        'gcn_notice_id': grb.get('trigger_id'),
+        'ivorn': grb.get('ivorn'),
+        'observatory': ext_event['pipeline'],
+        'search': ext_event['search'],
+        'time_difference': round(superevent['t_0'] - ext_event['gpstime'],
+                                 2),
+        'time_coincidence_far': superevent['time_coinc_far'],
+        'time_sky_position_coincidence_far': superevent['space_coinc_far'],
+        'combined_skymap_filename': combined_skymap_filename,
+    }

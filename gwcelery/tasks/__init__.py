@@ -15,6 +15,7 @@ from . import (
     orchestrator,  # noqa: F401
     p_astro,  # noqa: F401
     raven,  # noqa: F401
+    raven_followup,  # noqa: F401
     skymaps,  # noqa: F401
     superevents,  # noqa: F401
 )

@@ -22,7 +22,7 @@ from celery import chain, group, signature
 from celery.utils.log import get_task_logger
 
 from .. import app, voevent
-from . import circulars, core, gcn, gracedb, kafka, superevents
+from . import circulars, core, gcn, gracedb, kafka, raven, superevents
 
 log = get_task_logger(__name__)
 
@@ -80,10 +80,27 @@ def superevent_role(superevent_id):
     return 'observation' if category == 'Production' else 'test'
 
 
+def coincidence_fields(coincidence):
+    """GraceDB's ``create_voevent`` fields of an external coincidence
+    (:func:`gwcelery.external.coincidence.alert_coincidence`)."""
+    fields = dict(raven_coinc=True,
+                  ext_gcn=coincidence['gcn_notice_id'],
+                  ext_pipeline=coincidence['observatory'],
+                  ext_search=coincidence['search'],
+                  time_coinc_far=coincidence['time_coincidence_far'],
+                  space_coinc_far=coincidence[
+                      'time_sky_position_coincidence_far'],
+                  combined_skymap_filename=coincidence[
+                      'combined_skymap_filename'])
+    return {key: value for key, value in fields.items()
+            if value is not None}
+
+
 def voevent_fields(superevent, alert_type, skymap_filename=None,
-                   em_bright_json=None, p_astro_json=None):
+                   em_bright_json=None, p_astro_json=None,
+                   coincidence=None):
     """The fields of GraceDB's ``create_voevent`` for a notice; a
-    Retraction names no products."""
+    Retraction names no products and no coincidence."""
     fields = dict(internal=False, open_alert=True,
                   hardware_inj=is_injection(superevent))
     if alert_type == 'Retraction':
@@ -92,6 +109,8 @@ def voevent_fields(superevent, alert_type, skymap_filename=None,
     if skymap_filename is not None:
         fields.update(skymap_type=skymap_type(skymap_filename),
                       skymap_filename=skymap_filename)
+    if coincidence is not None:
+        fields.update(coincidence_fields(coincidence))
     return fields
 
 
@@ -104,9 +123,10 @@ def parse_filename(filename):
 
 
 def build_notice(filename, superevent, skymap_filename, em_bright_json,
-                 p_astro_json):
+                 p_astro_json, coincidence=None):
     """Write our VOEvent for GraceDB's record ``filename`` in the LVK
-    format (:func:`gwcelery.voevent.build`) and validate it."""
+    format (:func:`gwcelery.voevent.build`), with the external
+    ``coincidence`` if any, and validate it."""
     superevent_id = superevent['superevent_id']
     _, serial_number, alert_type = parse_filename(filename)
     event = superevent['preferred_event_data']
@@ -129,7 +149,8 @@ def build_notice(filename, superevent, skymap_filename, em_bright_json,
                      if skymap_filename else 'bayestar'),
         classification=json.loads(p_astro_json) if p_astro_json else None,
         properties=json.loads(em_bright_json) if em_bright_json else None,
-        hardware_injection=is_injection(superevent))
+        hardware_injection=is_injection(superevent),
+        coincidence=None if alert_type == 'Retraction' else coincidence)
     voevent.validate(payload)
     return payload
 
@@ -150,24 +171,54 @@ def claim(superevent_id, alert_type, token):
         client.close()
 
 
-@app.task(shared=False, ignore_result=True)
+def may_carry_coincidence(superevent, alert_type):
+    """Whether a notice may carry an external coincidence: not a
+    Retraction, and the superevent had a coincidence (``EM_COINC``) when
+    the notice was decided. Only then is the coincidence looked up."""
+    return alert_type != 'Retraction' and bool(
+        {raven.EM_COINC, raven.RAVEN_ALERT} & set(superevent['labels']))
+
+
+@app.task(shared=False, ignore_result=True, acks_late=True,
+          reject_on_worker_lost=True)
 def register(superevent, alert_type, skymap_filename=None,
              em_bright_json=None, p_astro_json=None, followups=()):
     """Have GraceDB create the VOEvent record of an ``alert_type`` notice
     (its serial number), then :func:`send_voevent` with the same
-    products and ``followups`` (signatures)."""
+    products and ``followups`` (signatures). A superevent with a
+    coincidence first gets its current external coincidence
+    (:func:`gwcelery.tasks.raven.alert_coincidence`), which the notice
+    carries when the superevent is labelled ``RAVEN_ALERT``."""
+    superevent_id = superevent['superevent_id']
+    products = (superevent, alert_type, skymap_filename, em_bright_json,
+                p_astro_json, followups)
+    if may_carry_coincidence(superevent, alert_type):
+        chain(raven.alert_coincidence.si(superevent_id),
+              register_with_coincidence.s(*products)).delay()
+    else:
+        register_with_coincidence(None, *products)
+
+
+@app.task(shared=False, ignore_result=True, acks_late=True,
+          reject_on_worker_lost=True)
+def register_with_coincidence(coincidence, superevent, alert_type,
+                              skymap_filename=None, em_bright_json=None,
+                              p_astro_json=None, followups=()):
+    """:func:`register`, given the external ``coincidence`` (or
+    ``None``)."""
     superevent_id = superevent['superevent_id']
     fields = voevent_fields(superevent, alert_type, skymap_filename,
-                            em_bright_json, p_astro_json)
+                            em_bright_json, p_astro_json, coincidence)
     chain(gracedb.create_voevent.si(superevent_id, GRACEDB_TYPES[alert_type],
                                     **fields),
           send_voevent.s(superevent, skymap_filename, em_bright_json,
-                         p_astro_json, followups)).delay()
+                         p_astro_json, followups, coincidence)).delay()
 
 
-@app.task(shared=False, ignore_result=True)
+@app.task(shared=False, ignore_result=True, acks_late=True,
+          reject_on_worker_lost=True)
 def send_voevent(filename, superevent, skymap_filename, em_bright_json,
-                 p_astro_json, followups=()):
+                 p_astro_json, followups=(), coincidence=None):
     """Build our VOEvent for GraceDB's record ``filename``; send it to
     GCN; upload it as the latest version of ``filename``; then start the
     ``followups`` (signatures, in parallel). An Initial or Retraction
@@ -182,7 +233,7 @@ def send_voevent(filename, superevent, skymap_filename, em_bright_json,
                              ['em_follow'])
         return
     payload = build_notice(filename, superevent, skymap_filename,
-                           em_bright_json, p_astro_json)
+                           em_bright_json, p_astro_json, coincidence)
     steps = [gcn.send.si(payload),
              gracedb.upload.si(payload, filename, superevent_id,
                                SENT_COMMENT,
@@ -195,7 +246,7 @@ def send_voevent(filename, superevent, skymap_filename, em_bright_json,
     if app.conf['kafka_alert_config']:
         # The same notice in the IGWN alert schema, beside the VOEvent.
         kafka.send_alert.delay(superevent, alert_type, skymap_filename,
-                               em_bright_json, p_astro_json)
+                               em_bright_json, p_astro_json, coincidence)
 
 
 def circular_filename(alert_type):

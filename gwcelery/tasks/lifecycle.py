@@ -18,7 +18,12 @@ The tasks below them read GraceDB, decide, and start the writes:
   products; after the Initial, a sky map uploaded to the superevent sends
   one by itself (:func:`plan_automatic_update`);
 * ``DQV`` after the preliminary notice: a note in the superevent's log
-  for the rapid-response team.
+  for the rapid-response team;
+* ``RAVEN_ALERT`` (a significant coincidence with an external trigger)
+  makes a sub-threshold superevent eligible for public alerts
+  (:func:`eligible_for_public_alert`); its preliminary alert is
+  :func:`plan_raven_preliminary` (started by
+  :mod:`gwcelery.tasks.raven_followup`).
 
 A sign-off that calls for nothing (no notice went out, the Initial or the
 Retraction was already sent) and an Update that cannot go out are written
@@ -29,7 +34,7 @@ from celery import chain, group
 from celery.utils.log import get_task_logger
 
 from .. import app
-from . import alerts, core, gracedb, lvalert
+from . import alerts, core, gracedb, lvalert, raven, superevents
 
 log = get_task_logger(__name__)
 
@@ -74,6 +79,39 @@ def automatic_alert_blocked(labels, sent):
         return f'it is an injection ({conf.injection_label})'
     if conf.data_quality_veto_label in labels:
         return f'its data quality vetoes it ({conf.data_quality_veto_label})'
+    return None
+
+
+def eligible_for_public_alert(superevent):
+    """Whether a superevent may have public alerts: its preferred event
+    passes the public-alert threshold
+    (:func:`gwcelery.tasks.superevents.passes_public_threshold`), or RAVEN
+    found a significant coincidence with an external trigger (label
+    ``RAVEN_ALERT``), which makes a GW candidate of any FAR eligible."""
+    return (raven.RAVEN_ALERT in superevent['labels']
+            or superevents.passes_public_threshold(
+                superevent['preferred_event_data']))
+
+
+def plan_raven_preliminary(superevent, sent):
+    """Why a superevent with the notices ``sent`` gets no preliminary
+    alert for its RAVEN coincidence, or ``None``.
+
+    The orchestrator sends the preliminary alert of a superevent whose
+    preferred event passes the threshold when it is labelled
+    ``EM_READY``; a sub-threshold one gets it here once it has both
+    ``EM_READY`` (its preferred event has its products) and
+    ``RAVEN_ALERT``, whichever comes last."""
+    labels = superevent['labels']
+    if raven.RAVEN_ALERT not in labels:
+        return 'it has no significant external coincidence'
+    if app.conf.superevent_em_ready_label not in labels:
+        return 'its preferred event is not complete yet'
+    if superevents.passes_public_threshold(
+            superevent['preferred_event_data']):
+        return 'its preferred event passes the threshold by itself'
+    if any(alert_type in PUBLIC_NOTICES for alert_type in sent):
+        return 'a public notice already went out'
     return None
 
 

@@ -19,7 +19,13 @@ from celery.utils.log import get_task_logger
 
 from .. import app
 from ..external import coincidence
-from . import external_skymaps, gracedb, lvalert, superevents
+from . import (
+    combined_skymaps,
+    external_skymaps,
+    gracedb,
+    lvalert,
+    superevents,
+)
 
 log = get_task_logger(__name__)
 
@@ -161,7 +167,9 @@ def coincidence_canvas(superevent_id, ext_id, start, end):
         record_coincidence.s(superevent_id, ext_id))
 
 
-def _is_skymap_log(entry):
+def is_skymap_log(entry):
+    """Whether a log entry uploads a sky map (a FITS file tagged
+    ``sky_loc``)."""
     filename = entry.get('filename') or ''
     return ('sky_loc' in (entry.get('tag_names') or ())
             and filename.endswith(('.fits', '.fits.gz')))
@@ -169,7 +177,7 @@ def _is_skymap_log(entry):
 
 def _latest_skymap_file(graceid):
     entries = [entry for entry in gracedb.get_log(graceid)
-               if _is_skymap_log(entry)]
+               if is_skymap_log(entry)]
     if not entries:
         return None
     latest = max(entries, key=lambda entry: entry['N'])
@@ -258,6 +266,14 @@ def _ensure_label(label, graceid, labels):
         gracedb.create_label(label, graceid)
 
 
+def wants_combined_skymap(changed, most_significant, space_far):
+    """Whether a recorded coincidence calls for a (new) combined sky map:
+    both sky maps exist (a space-time FAR), the external event is the
+    superevent's most significant coincidence, and the FARs (so the sky
+    maps) or the link changed since the last computation."""
+    return changed and most_significant and space_far is not None
+
+
 def _far_message(result):
     parts = []
     if result['temporal_coinc_far'] is None:
@@ -280,9 +296,11 @@ def record_coincidence(result, superevent_id, ext_id):
 
     Adds the external event to the superevent, writes ``em_type`` and the
     FARs on the superevent when this is its most significant coincidence,
-    labels both ``EM_COINC`` (and ``RAVEN_ALERT`` when the combined FAR
-    times the trials factor passes the threshold), and logs the result on
-    both. A repeated computation that changes nothing writes nothing.
+    labels both ``EM_COINC`` (and ``RAVEN_ALERT``, the preferred event
+    too, when the combined FAR times the trials factor passes the
+    threshold), logs the result on both, and makes the combined sky map
+    when :func:`wants_combined_skymap`. A repeated computation that
+    changes nothing writes nothing.
     """
     superevent = gracedb.get_superevent(superevent_id)
     ext_event = gracedb.get_event(ext_id)
@@ -313,8 +331,17 @@ def record_coincidence(result, superevent_id, ext_id):
             and NOT_GRB not in ext_event['labels']
             and coincidence.passes_alert_threshold(app.conf, combined,
                                                    analysis)):
-        _ensure_label(RAVEN_ALERT, superevent_id, superevent['labels'])
+        # The superevent's label last: it is what starts the alert.
+        preferred = superevent['preferred_event_data']
         _ensure_label(RAVEN_ALERT, ext_id, ext_event['labels'])
+        _ensure_label(RAVEN_ALERT, preferred['graceid'],
+                      preferred.get('labels') or ())
+        _ensure_label(RAVEN_ALERT, superevent_id, superevent['labels'])
+
+    if wants_combined_skymap(changed, most_significant, space_far):
+        combined_skymaps.make_combined_skymap(
+            superevent_id, ext_id, get_skymap.si(superevent_id),
+            get_skymap.si(ext_id)).delay()
 
     if changed:
         start, end = result['window']
@@ -348,5 +375,24 @@ def handle_superevent(alert):
         return
     coincident = EM_COINC in (alert.get('object') or {}).get('labels', ())
     if coincident and (alert_type == 'update' or (
-            alert_type == 'log' and _is_skymap_log(alert['data']))):
+            alert_type == 'log' and is_skymap_log(alert['data']))):
         coincidence_search(superevent_id, log_none=False)
+
+
+@gracedb.task(shared=False)
+def alert_coincidence(superevent_id):
+    """The external coincidence that a public alert of the superevent
+    carries (:func:`gwcelery.external.coincidence.alert_coincidence`,
+    with the versioned name of the latest combined sky map), or ``None``
+    without ``RAVEN_ALERT``."""
+    superevent = gracedb.get_superevent(superevent_id)
+    if RAVEN_ALERT not in superevent['labels'] or not superevent['em_type']:
+        return None
+    ext_event = gracedb.get_event(superevent['em_type'])
+    combined = None
+    if combined_skymaps.COMBINEDSKYMAP_READY in superevent['labels']:
+        for entry in gracedb.get_log(superevent_id):
+            if entry.get('filename') == \
+                    combined_skymaps.COMBINED_SKYMAP_FILENAME:
+                combined = f"{entry['filename']},{entry['file_version']}"
+    return coincidence.alert_coincidence(superevent, ext_event, combined)
