@@ -171,6 +171,20 @@ def test_not_grb_label_follows_the_classification(eager):
                for comment in log_comments(graceid))
 
 
+def test_first_fermi_alert_is_not_grb_until_a_position_follows(eager):
+    alert = read('fermi_initial_grb_gcn.xml')
+    graceid = external_triggers.handle(alert)
+    assert gracedb.get_labels(graceid) == ['NOT_GRB']
+    assert not any('RAVEN' in comment for comment in log_comments(graceid))
+    ground = modified(alert, params={'Packet_Type': 112}, ra=20.0, dec=30.0,
+                      radius=4.0, date='2018-05-24T18:36:30')
+    assert external_triggers.handle(ground) == graceid
+    assert gracedb.get_labels(graceid) == []
+    assert 'fermi_skymap.fits.gz' in log_files(graceid)
+    assert any('RAVEN: no superevents' in comment
+               for comment in log_comments(graceid))
+
+
 @pytest.mark.parametrize('payload', [
     b'garbage',
     read('swift_grb_gcn.xml')[:2000],
