@@ -382,3 +382,14 @@ def test_test_and_real_notices_of_one_trigger_stay_apart(eager):
     assert real.startswith('E') and test.startswith('T')
     assert external_triggers.handle(read('snews_gcn_test.xml')) == test
     assert len(external_events()) == 2
+
+
+def test_mock_data_challenge_notice_becomes_an_mdc_event(eager):
+    payload = modified(read('fermi_grb_gcn.xml'),
+                       ivorn='ivo://nasa.gsfc.gcn/Fermi#MDC-test_event_1')
+    graceid = external_triggers.handle(payload)
+    event = gracedb.get_event(graceid)
+    assert graceid.startswith('M')
+    assert (event['group'], event['pipeline'], event['search']) == (
+        'External', 'Fermi', 'MDC')
+    assert external_triggers.handle(payload) == graceid
