@@ -162,6 +162,12 @@ def status_report(settings):
         # The pipeline works without its console: a warning at most.
         rows.append(('flower', State.WARNING,
                      f'Flower {flower} not answering'))
+    console = f'http://{HOST}:{settings.get("console_port")}/'
+    if http_ok(console):
+        rows.append(('console', State.OK, f'Console {console} answers'))
+    else:
+        rows.append(('console', State.WARNING,
+                     f'Console {console} not answering'))
     return rows
 
 
@@ -189,11 +195,13 @@ def status_report(settings):
               help='Port of the local GraceDB server.')
 @click.option('--flower-port', default=5555, show_default=True,
               help='Port of the Flower monitoring console.')
+@click.option('--console-port', default=5000, show_default=True,
+              help='Port of the operator console (gwcelery console).')
 @click.option('--gcn-port', default=5341, show_default=True,
               help='Port of the VOEvent broker (GCN receivers connect '
                    'here).')
 def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
-          gracedb_port, flower_port, gcn_port):
+          gracedb_port, flower_port, console_port, gcn_port):
     """Run the whole pipeline on this machine, with mock events.
 
     Starts, as supervised child processes bound to 127.0.0.1: a Redis
@@ -201,9 +209,10 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
     simulated GRB notices, one Celery worker per queue (the
     general one runs the GCN and LVAlert listeners and the VOEvent
     broker), Celery Beat (which also uploads a simulated candidate every
-    --mock-interval seconds) and Flower. Prints where each is, then one
-    line per pipeline milestone. A child that dies is restarted; Ctrl-C
-    stops them all. State in --data-dir survives for the next start.
+    --mock-interval seconds), Flower and the operator console. Prints
+    where each is, then one line per pipeline milestone. A child that
+    dies is restarted; Ctrl-C stops them all. State in --data-dir
+    survives for the next start.
     """
     data_dir = os.path.abspath(data_dir)
     if status:
@@ -242,7 +251,7 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
                       settings['mock_events_interval'], report, stop_signals)
         else:
             run_supervised(data_dir, log_dir, settings, redis_port,
-                           flower_port, report, stop_signals)
+                           flower_port, report, stop_signals, console_port)
     finally:
         lock.release()
 
@@ -264,7 +273,7 @@ def lock_data_dir(data_dir):
 
 
 def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
-                   report, stop_signals):
+                   report, stop_signals, console_port=None):
     """Start Redis and the supervised children, report milestones until
     interrupted (Ctrl-C, SIGTERM), then stop everything.
 
@@ -284,12 +293,13 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
         redis_server.start()
         checkpoint()
         flower_port = choose_port('flower', flower_port, report)
+        console_port = choose_port('console', console_port, report)
         mock_gcn_port = choose_port('mock GCN server', None, report)
         settings = dict(settings, broker_url=redis_server.url,
                         result_backend=redis_server.url,
                         gcn_remote_address=HOST,
                         gcn_remote_port=mock_gcn_port,
-                        flower_port=flower_port)
+                        flower_port=flower_port, console_port=console_port)
         config_path = write_config(data_dir, settings)
         app.conf.update(settings)
         start_children(supervisor, data_dir, log_dir, settings, checkpoint)
@@ -307,6 +317,7 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
               GraceDB:        {gracedb_url.replace('/api/', '/superevents/')}
               GraceDB API:    {gracedb_url}
               Flower:         http://{HOST}:{flower_port}/
+              Console:        http://{HOST}:{console_port}/
               VOEvent broker: {broker} (connect a GCN client here)
               Redis broker:   {redis_server.url}
               Workers:        {', '.join(sorted(up)) or 'none answered yet'}
@@ -356,3 +367,5 @@ def start_children(supervisor, data_dir, log_dir, settings, checkpoint):
         '--schedule', os.path.join(data_dir, 'celerybeat-schedule')))
     add('flower', celery_command(
         'flower', f'--address={HOST}', f'--port={settings["flower_port"]}'))
+    add('console', celery_command(
+        'console', '--host', HOST, '--port', str(settings['console_port'])))
