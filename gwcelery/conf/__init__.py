@@ -241,8 +241,9 @@ reconnects)."""
 
 lvalert_transport = 'redis'
 """How alerts from GraceDB reach the pipeline: ``'xmpp'`` (LVAlert over
-XMPP pubsub with sleek-lvalert, the production protocol) or ``'redis'``
-(Redis pub/sub, the one-machine default)."""
+XMPP pubsub with sleek-lvalert, the production protocol), ``'redis'``
+(Redis pub/sub, the one-machine default) or ``'kafka'`` (igwn-alert, see
+:obj:`igwn_alert_url`)."""
 
 lvalert_host = 'localhost'
 """XMPP server of the LVAlert service."""
@@ -708,8 +709,9 @@ server listening on all addresses)."""
 gracedb_server_alert_transports = ['redis']
 """How the local GraceDB server publishes its LVAlert messages: any of
 ``'redis'`` (Redis pub/sub on channels ``lvalert_redis_channel_prefix`` +
-node) and ``'xmpp'`` (XMPP pubsub on ``pubsub.`` + the XMPP host, the
-production LVAlert protocol)."""
+node), ``'xmpp'`` (XMPP pubsub on ``pubsub.`` + the XMPP host, the
+production LVAlert protocol) and ``'kafka'`` (igwn-alert topics
+:obj:`igwn_alert_group` + ``.`` + node at :obj:`igwn_alert_url`)."""
 
 gracedb_server_redis_url = None
 """Redis server of the ``'redis'`` alert transport; ``None`` means

@@ -344,6 +344,9 @@ def listen(self):
         _listen_xmpp(self, nodes)
     elif transport == 'redis':
         _listen_redis(self, nodes)
+    elif transport == 'kafka':
+        from ..kafka import igwn_alert
+        igwn_alert.listen(self, app.conf, nodes, process_message)
     else:
         log.error('LVAlert: unknown lvalert_transport %r (expected '
                   "'xmpp' or 'redis'); idle until stopped", transport)

@@ -44,6 +44,10 @@ def alert_transports(conf, names):
                 host, netrc_file=conf['gracedb_server_xmpp_netrc'],
                 ca_certs=conf['gracedb_server_xmpp_ca_certs'],
                 address=(host, port) if port else None))
+        elif name == 'kafka':
+            from ..kafka.igwn_alert import KafkaTransport
+            transports.append(KafkaTransport(conf['igwn_alert_url'],
+                                             conf['igwn_alert_group']))
         elif name != 'none':
             raise click.BadParameter(f'unknown alert transport {name!r}',
                                      param_hint='--alerts')
@@ -61,7 +65,7 @@ def alert_transports(conf, names):
 @click.option('--public-url', help='API root written in links and alerts '
               '[default: http://HOST:PORT/api/].')
 @click.option('--alerts', 'alerts', multiple=True,
-              type=click.Choice(['redis', 'xmpp', 'none']),
+              type=click.Choice(['redis', 'xmpp', 'kafka', 'none']),
               help='Alert transport; repeat for several '
               '[default: gracedb_server_alert_transports].')
 @click.option('--write-user', 'write_users', multiple=True,
