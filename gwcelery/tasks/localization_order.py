@@ -19,7 +19,10 @@ and runs later for the record. The worker then takes the next
 alert-priority localisation. Nothing is ever skipped.
 """
 
+import importlib
+
 import redis
+from celery.signals import worker_process_init
 from celery.utils.log import get_task_logger
 
 from .. import app
@@ -34,6 +37,25 @@ ALERT_PRIORITY = 0
 #: Priority of a localisation that no alert will use: after the alerts'
 #: localisations and their volume plots, before the omega scans (9).
 RECORD_PRIORITY = 6
+
+
+#: Modules that a localisation imports: loading them costs about a second,
+#: which the first localisation of a new openmp worker process would
+#: otherwise add to its alert.
+BAYESTAR_MODULES = ('ligo.skymap.bayestar', 'ligo.skymap.io.events.ligolw',
+                    'ligo.skymap.io.events.detector_disabled',
+                    'ligo.skymap.io.fits')
+
+
+@worker_process_init.connect(weak=False)
+def import_bayestar_early(**kwargs):
+    """In a pool process of a worker that consumes ``openmp``, import
+    BAYESTAR's modules before the first task (after the fork, so that no
+    OpenMP state crosses it)."""
+    if 'openmp' in (app.amqp.queues.consume_from or {}):
+        for name in BAYESTAR_MODULES:
+            importlib.import_module(name)
+        log.info('openmp worker process: BAYESTAR imported')
 
 
 def can_become_preferred(event, superevent):
