@@ -1,1 +1,2 @@
-"""Kafka transports: igwn-alert in, public alerts out, GCN notices in (see doc/kafka.rst)."""
+"""Kafka transports: igwn-alert in, public alerts out, GCN notices in
+(see doc/kafka.rst)."""

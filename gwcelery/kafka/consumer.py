@@ -61,10 +61,13 @@ def _is_harmless(error):
                             KafkaError._PARTITION_EOF)
 
 
-def consume(task, config, topics, handle, name, backoff=None):
+def consume(task, config, topics, handle, name, backoff=None,
+            consumer_class=Consumer):
     """Read `topics` with a consumer of `config` until ``task.is_aborted()``;
     call ``handle(message)`` for each message, then commit its offset.
 
+    `consumer_class` makes the consumer from `config` (e.g.
+    :class:`gcn_kafka.Consumer`, with its credentials bound).
     A broker error closes the consumer and opens a new one after a delay
     (`backoff`, a :class:`~gwcelery.util.eternal.Backoff`). `handle` must
     not raise for bad input; if it raises anyway, the error is logged and
@@ -74,7 +77,7 @@ def consume(task, config, topics, handle, name, backoff=None):
     backoff = backoff or Backoff(1, 60)
     while not task.is_aborted():
         try:
-            consumer = Consumer(config)
+            consumer = consumer_class(config)
         except KafkaException as exc:
             delay = backoff.next()
             log.error('%s: cannot create the Kafka consumer (%s); retrying '
@@ -84,7 +87,8 @@ def consume(task, config, topics, handle, name, backoff=None):
         try:
             consumer.subscribe(list(topics))
             log.info('%s: reading %d Kafka topic(s) at %s as group %s',
-                     name, len(topics), config['bootstrap.servers'],
+                     name, len(topics),
+                     config.get('bootstrap.servers', 'the default broker'),
                      config['group.id'])
             _poll(task, consumer, handle, name, backoff)
         except KafkaException as exc:

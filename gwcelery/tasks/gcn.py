@@ -207,9 +207,18 @@ def listen(self):
     :obj:`~gwcelery.conf.listener_reconnect_delay_max` (reset by a good
     packet) when the server cannot be reached, closes the connection,
     breaks the framing, or stays silent for
-    :obj:`~gwcelery.conf.gcn_listen_timeout` seconds.
+    :obj:`~gwcelery.conf.gcn_listen_timeout` seconds. With
+    :obj:`~gwcelery.conf.gcn_kafka_url`, reads GCN's Kafka topics instead
+    (:mod:`gwcelery.kafka.gcn_notices`).
     """
     conf = app.conf
+    if conf['gcn_kafka_url']:
+        # GCN's Kafka topics instead of its VOEvent server.
+        from ..kafka import gcn_notices
+        gcn_notices.listen(self, conf, notice_types_handled(),
+                           dispatch_voevent)
+        log.info('GCN: listener stopped')
+        return
     address = (conf['gcn_remote_address'], int(conf['gcn_remote_port']))
     backoff = Backoff(conf['listener_reconnect_delay_min'],
                       conf['listener_reconnect_delay_max'])
