@@ -169,17 +169,6 @@ def test_rerun_after_external_log(labels, filename, tags, rerun):
     assert raven_followup.rerun_after_external_log(event, entry) is rerun
 
 
-@pytest.mark.parametrize('labels,far,eligible', [
-    ([], 1e-10, True),
-    ([], 1e-6, False),
-    (['RAVEN_ALERT'], 1e-6, True),
-    (['RAVEN_ALERT'], 1e-4, True),
-])
-def test_eligible_for_public_alert(labels, far, eligible):
-    assert lifecycle.eligible_for_public_alert(
-        superevent(labels, far)) is eligible
-
-
 @pytest.mark.parametrize('labels,far,sent,why_not', [
     (['RAVEN_ALERT', 'EM_READY'], 1e-6, [], None),
     (['EM_READY'], 1e-6, [], 'no significant external coincidence'),

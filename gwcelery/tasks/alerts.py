@@ -6,7 +6,10 @@ serial number, ``Pkt_Ser_Num``, and its IVORN ``...#{superevent_id}-N-
 {AlertType}``); :func:`send_voevent` writes our notice for that record
 (:func:`build_notice`), sends it to GCN, uploads it over GraceDB's copy so
 that GraceDB serves exactly what GCN received, then starts the follow-up
-steps it was given (labels, circular draft).
+steps it was given (labels, circular draft). A superevent labelled
+``RAVEN_ALERT`` has its notices (but not a Retraction) carry its external
+coincidence: GraceDB's RAVEN fields and the VOEvent's ``External
+Coincidence`` group (:func:`gwcelery.tasks.raven.alert_coincidence`).
 
 The Initial and the Retraction go out at most once per superevent
 (:data:`ONCE_ONLY`): before sending one, :func:`send_voevent` claims it in

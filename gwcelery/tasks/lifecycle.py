@@ -20,8 +20,8 @@ The tasks below them read GraceDB, decide, and start the writes:
 * ``DQV`` after the preliminary notice: a note in the superevent's log
   for the rapid-response team;
 * ``RAVEN_ALERT`` (a significant coincidence with an external trigger)
-  makes a sub-threshold superevent eligible for public alerts
-  (:func:`eligible_for_public_alert`); its preliminary alert is
+  makes a GW candidate of any FAR eligible for public alerts, as in the
+  reference pipeline: a sub-threshold superevent's preliminary alert is
   :func:`plan_raven_preliminary` (started by
   :mod:`gwcelery.tasks.raven_followup`).
 
@@ -80,17 +80,6 @@ def automatic_alert_blocked(labels, sent):
     if conf.data_quality_veto_label in labels:
         return f'its data quality vetoes it ({conf.data_quality_veto_label})'
     return None
-
-
-def eligible_for_public_alert(superevent):
-    """Whether a superevent may have public alerts: its preferred event
-    passes the public-alert threshold
-    (:func:`gwcelery.tasks.superevents.passes_public_threshold`), or RAVEN
-    found a significant coincidence with an external trigger (label
-    ``RAVEN_ALERT``), which makes a GW candidate of any FAR eligible."""
-    return (raven.RAVEN_ALERT in superevent['labels']
-            or superevents.passes_public_threshold(
-                superevent['preferred_event_data']))
 
 
 def plan_raven_preliminary(superevent, sent):
