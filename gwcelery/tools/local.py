@@ -200,8 +200,12 @@ def status_report(settings):
 @click.option('--gcn-port', default=5341, show_default=True,
               help='Port of the VOEvent broker (GCN receivers connect '
                    'here).')
+@click.option('--kafka', is_flag=True,
+              help='Also run a Kafka broker (Tansu): public alerts go to '
+                   'it as GCN JSON and SCiMMA Avro messages, and GraceDB '
+                   'publishes its igwn-alert topics there.')
 def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
-          gracedb_port, flower_port, console_port, gcn_port):
+          gracedb_port, flower_port, console_port, gcn_port, kafka=False):
     """Run the whole pipeline on this machine, with mock events.
 
     Starts, as supervised child processes bound to 127.0.0.1: a Redis
@@ -251,7 +255,8 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
                       settings['mock_events_interval'], report, stop_signals)
         else:
             run_supervised(data_dir, log_dir, settings, redis_port,
-                           flower_port, report, stop_signals, console_port)
+                           flower_port, report, stop_signals, console_port,
+                           kafka=kafka)
     finally:
         lock.release()
 
@@ -273,7 +278,7 @@ def lock_data_dir(data_dir):
 
 
 def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
-                   report, stop_signals, console_port=None):
+                   report, stop_signals, console_port=None, kafka=False):
     """Start Redis and the supervised children, report milestones until
     interrupted (Ctrl-C, SIGTERM), then stop everything.
 
@@ -289,9 +294,17 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
                                persistent=True)
     supervisor = Supervisor(report=report)
     reporter = None
+    kafka_broker = None
     try:
         redis_server.start()
         checkpoint()
+        if kafka:
+            from ..util.kafka_broker import KafkaBroker
+            kafka_broker = KafkaBroker(
+                port=choose_port('kafka', None, report),
+                data_dir=os.path.join(data_dir, 'kafka')).start()
+            settings = dict(settings, **kafka_settings(kafka_broker.url))
+            checkpoint()
         flower_port = choose_port('flower', flower_port, report)
         console_port = choose_port('console', console_port, report)
         mock_gcn_port = choose_port('mock GCN server', None, report)
@@ -320,6 +333,7 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
               Console:        http://{HOST}:{console_port}/
               VOEvent broker: {broker} (connect a GCN client here)
               Redis broker:   {redis_server.url}
+              Kafka broker:   {kafka_broker.url if kafka_broker else 'off'}
               Workers:        {', '.join(sorted(up)) or 'none answered yet'}
               Mock events:    {mock}
               Configuration:  {config_path}
@@ -338,7 +352,26 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
         supervisor.stop()
         if reporter is not None:
             reporter.close()
+        if kafka_broker is not None:
+            kafka_broker.stop()
         redis_server.stop()
+
+
+def kafka_settings(url):
+    """Settings of ``gwcelery local --kafka`` for the broker at `url`:
+    alerts to topics ``igwn.gwalert`` (GCN's JSON) and
+    ``igwn.gwalert-avro`` (SCiMMA's Avro); GraceDB's igwn-alert topics
+    ``gracedb-local.NODE``."""
+    return {
+        'kafka_alert_config': {
+            'gcn': {'url': f'{url}/igwn.gwalert', 'format': 'json'},
+            'scimma': {'url': f'{url}/igwn.gwalert-avro', 'format': 'avro'}},
+        'kafka_hop_auth': False,
+        'kafka_consumer_session_timeout': 2.0,
+        'igwn_alert_url': url,
+        'igwn_alert_group': 'gracedb-local',
+        'gracedb_server_alert_transports': ['redis', 'kafka'],
+    }
 
 
 def start_children(supervisor, data_dir, log_dir, settings, checkpoint):
