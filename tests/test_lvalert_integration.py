@@ -1,5 +1,5 @@
-"""lvalert.listen in a real worker, started by a real Beat: over Redis
-pub/sub from the local GraceDB server, and over XMPP from a real prosody
+"""lvalert.listen in a real worker, started by a real Beat: over the Redis
+alert stream from the local GraceDB server, and over XMPP from a real prosody
 (sleek-lvalert)."""
 
 import json
@@ -10,6 +10,8 @@ import lxml.etree
 import pytest
 import redis
 from gracedb_sdk import Client
+
+from gwcelery.util.alert_stream import AlertStream
 
 from .conftest import DATA_DIR
 from .listener_support import WORKER_ARGS, listener_settings, running, wait_for
@@ -50,11 +52,11 @@ def test_redis_transport_from_the_local_gracedb_server(
     # Garbage, then an alert of another GraceDB server, on a handled node;
     # messages are handled in order, so once the last is logged all are.
     publisher = redis.Redis.from_url(redis_url)
-    channel = 'lvalert:cbc_gstlal'
-    for message in (b'{"not json', b'\xff\xfe binary', b'[1, 2]',
-                    b'{"uid": "G1"}', os.urandom(2**20),
-                    load('lvalert_event_creation.json')):
-        assert publisher.publish(channel, message) == 1
+    AlertStream(publisher).append_many(
+        ('cbc_gstlal', message)
+        for message in (b'{"not json', b'\xff\xfe binary', b'[1, 2]',
+                        b'{"uid": "G1"}', os.urandom(2**20),
+                        load('lvalert_event_creation.json')))
     publisher.close()
     wait_for(lambda: 'ignoring new M394156 on cbc_gstlal' in worker.log(),
              30, message='the foreign alert')
@@ -76,6 +78,19 @@ def test_redis_transport_from_the_local_gracedb_server(
     assert (alerts[0]['uid'], alerts[0]['alert_type']) == (graceid, 'new')
     assert alerts[0]['object']['links']['self'].startswith(gracedb.url)
     assert {alert['uid'] for alert in alerts} == {graceid}
+
+    # SIGKILL the listener and create an event before Beat restarts it:
+    # the stream kept the alert, and the new listener hands it on.
+    first = running('gwcelery.tasks.lvalert.listen')
+    os.kill(first['worker_pid'], signal.SIGKILL)
+    second = client.events.create(
+        filename='coinc.xml', filecontents=load('coinc.xml'), group='CBC',
+        pipeline='gstlal', search='AllSky')['graceid']
+    wait_for(lambda: [alert for alert in received(redis_url)
+                      if alert['uid'] == second
+                      and alert['alert_type'] == 'new'],
+             60, message='the alert published while the listener was down')
+    assert running('gwcelery.tasks.lvalert.listen')['id'] != first['id']
 
 #: Stands for production GraceDB in the sample alerts, so that the
 #: pipeline's handlers in the test worker never contact the real one.

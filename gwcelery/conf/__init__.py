@@ -242,7 +242,8 @@ reconnects)."""
 lvalert_transport = 'redis'
 """How alerts from GraceDB reach the pipeline: ``'xmpp'`` (LVAlert over
 XMPP pubsub with sleek-lvalert, the production protocol), ``'redis'``
-(Redis pub/sub, the one-machine default) or ``'kafka'`` (igwn-alert, see
+(a Redis stream with a cursor, the one-machine default) or ``'kafka'``
+(igwn-alert, see
 :obj:`igwn_alert_url`)."""
 
 lvalert_host = 'localhost'
@@ -273,8 +274,13 @@ lvalert_redis_url = None
 broker's."""
 
 lvalert_redis_channel_prefix = 'lvalert:'
-"""Prefix of the Redis pub/sub channels of the ``'redis'`` alert
-transport: node ``cbc_gstlal`` is channel ``lvalert:cbc_gstlal``."""
+"""Prefix of the Redis names of the ``'redis'`` alert transport: the
+stream ``lvalert:stream`` and its cursor ``lvalert:stream:cursor``, and
+the pub/sub channel of each node (``lvalert:cbc_gstlal``)."""
+
+lvalert_redis_stream_max_age = 3600.0
+"""Seconds: a listener of the ``'redis'`` alert transport that has no
+cursor yet (its first start) begins with the alerts this young."""
 
 # --- Superevents ----------------------------------------------------------
 
@@ -708,8 +714,9 @@ server listening on all addresses)."""
 
 gracedb_server_alert_transports = ['redis']
 """How the local GraceDB server publishes its LVAlert messages: any of
-``'redis'`` (Redis pub/sub on channels ``lvalert_redis_channel_prefix`` +
-node), ``'xmpp'`` (XMPP pubsub on ``pubsub.`` + the XMPP host, the
+``'redis'`` (a Redis stream, and pub/sub on channels
+``lvalert_redis_channel_prefix`` + node), ``'xmpp'`` (XMPP pubsub on
+``pubsub.`` + the XMPP host, the
 production LVAlert protocol) and ``'kafka'`` (igwn-alert topics
 :obj:`igwn_alert_group` + ``.`` + node at :obj:`igwn_alert_url`)."""
 

@@ -11,8 +11,9 @@ key), ``publish(node, message)`` (raise on failure) and ``close()``, and
 may implement ``publish_many([(node, message), ...])`` to send a batch at
 once:
 
-* :class:`RedisTransport`: Redis pub/sub, channel ``prefix + node``, the
-  message being the JSON text;
+* :class:`RedisTransport`: the Redis alert stream
+  (:mod:`gwcelery.util.alert_stream`) and pub/sub channels ``prefix +
+  node``, the message being the JSON text;
 * :class:`XMPPTransport`: XMPP publish-subscribe (XEP-0060) on
   ``pubsub.<host>``, the production LVAlert protocol that sleek-lvalert
   receives: each item's payload is ``<entry xmlns="http://jabber.org/protocol/pubsub">JSON</entry>``.
@@ -36,26 +37,29 @@ PUBSUB_NAMESPACE = 'http://jabber.org/protocol/pubsub'
 
 
 class RedisTransport:
-    """Publish alerts on Redis pub/sub channels ``prefix + node``."""
+    """Append alerts to the Redis alert stream that the listener consumes,
+    and publish each on the pub/sub channel ``prefix + node`` for
+    observers (see :mod:`gwcelery.util.alert_stream`)."""
 
-    def __init__(self, url, prefix='lvalert:'):
+    def __init__(self, url, prefix='lvalert:', max_length=100000):
         import redis
+
+        from ..util.alert_stream import AlertStream
 
         self.url = url
         self.prefix = prefix
         self.name = f'redis {url} {prefix}'
         self.client = redis.Redis.from_url(url, socket_timeout=10,
                                            socket_connect_timeout=10)
+        self.stream = AlertStream(self.client, prefix, max_length)
 
     def publish(self, node, message):
-        self.client.publish(self.prefix + node, message)
+        self.stream.append_many([(node, message)])
 
     def publish_many(self, items):
-        """Publish ``(node, message)`` pairs in one round trip."""
-        pipeline = self.client.pipeline(transaction=False)
-        for node, message in items:
-            pipeline.publish(self.prefix + node, message)
-        pipeline.execute()
+        """Append and publish ``(node, message)`` pairs in one round
+        trip."""
+        self.stream.append_many(items)
 
     def close(self):
         self.client.close()

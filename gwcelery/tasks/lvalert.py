@@ -11,9 +11,9 @@ transports, chosen by :obj:`~gwcelery.conf.lvalert_transport`:
     with the netrc credentials of that host, subscribes to each node on
     ``pubsub.<lvalert_host>`` and receives each item's JSON text.
 ``'redis'``
-    Redis pub/sub (one machine): channel
-    :obj:`~gwcelery.conf.lvalert_redis_channel_prefix` + node, each message
-    the JSON text.
+    A Redis stream (one machine, :mod:`gwcelery.util.alert_stream`): the
+    listener reads from its cursor, so nothing published while it is down
+    is lost, and each message is handed on at least once.
 
 A message is ``{"uid", "alert_type", "data", "object"}``. One that is not
 JSON or lacks these fields is logged and skipped; one whose
@@ -31,6 +31,7 @@ from celery.utils.log import get_task_logger
 from slixmpp.exceptions import IqError, IqTimeout
 
 from .. import app
+from ..util.alert_stream import AlertStream
 from ..util.dispatch import DispatchTable
 from ..util.eternal import (
     POLL_INTERVAL,
@@ -156,7 +157,28 @@ def process_message(node, text):
     return result
 
 
-# --- Redis pub/sub transport ----------------------------------------------
+# --- Redis stream transport -----------------------------------------------
+
+def _handle_entries(stream, entries, channels):
+    """Hand each stream entry of a handled node to its handlers, moving
+    the cursor past it once it is handed on (at least once)."""
+    for entry_id, node, message in entries:
+        if node in channels.values():
+            if message is None:
+                log.warning('LVAlert: stream entry %s on %s has no message',
+                            entry_id, node)
+            else:
+                process_message(node, message)
+        stream.save_cursor(entry_id)
+
+
+def _drain(pubsub, timeout):
+    """Wait up to ``timeout`` s for a wake-up on the channels; take every
+    pending one (their contents are in the stream)."""
+    message = pubsub.get_message(timeout=timeout)
+    while message is not None:
+        message = pubsub.get_message(timeout=0)
+
 
 def _listen_redis(task, nodes):
     conf = app.conf
@@ -167,24 +189,28 @@ def _listen_redis(task, nodes):
                       conf['listener_reconnect_delay_max'])
     while not task.is_aborted():
         client = redis.Redis.from_url(url, socket_connect_timeout=10,
+                                      socket_timeout=30,
                                       health_check_interval=30)
+        stream = AlertStream(client, prefix)
         pubsub = client.pubsub(ignore_subscribe_messages=True)
         try:
             pubsub.subscribe(*channels)
-            log.info('LVAlert: subscribed to %d Redis channel(s) %s*',
-                     len(channels), prefix)
+            cursor = stream.cursor(conf['lvalert_redis_stream_max_age'])
+            log.info('LVAlert: subscribed to %d Redis channel(s) %s*; '
+                     'reading the stream %s after %s', len(channels), prefix,
+                     stream.key, cursor)
             backoff.reset()
             while not task.is_aborted():
-                message = pubsub.get_message(timeout=POLL_INTERVAL)
-                if message is None:
-                    continue
-                channel = message['channel'].decode()
-                process_message(channels.get(channel, channel[len(prefix):]),
-                                message['data'])
+                entries = stream.read_after(cursor)
+                if entries:
+                    _handle_entries(stream, entries, channels)
+                    cursor = entries[-1][0]
+                else:
+                    _drain(pubsub, POLL_INTERVAL)
         except redis.RedisError as exc:
             delay = backoff.next()
-            log.warning('LVAlert: Redis pub/sub at %s failed (%s); '
-                        'reconnecting in %.0f s', url, exc, delay)
+            log.warning('LVAlert: Redis at %s failed (%s); reconnecting in '
+                        '%.0f s', url, exc, delay)
             wait_unless_aborted(task, delay)
         finally:
             pubsub.close()

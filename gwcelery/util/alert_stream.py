@@ -1,0 +1,85 @@
+"""The local LVAlert transport: a Redis stream that keeps every alert until
+the listener has handled it.
+
+The GraceDB server appends each alert to the stream ``prefix + 'stream'``
+(fields ``node`` and ``message``, the JSON text) and, in the same
+transaction, publishes it on the pub/sub channel ``prefix + node``. The
+stream is what the listener consumes: it reads from its cursor (the id of
+the last entry it handled, kept in Redis under ``prefix +
+'stream:cursor'``) and moves the cursor only after handing an entry to its
+handlers, so an alert published while the listener is down or restarting
+is handled when it comes back, and one being handled when it died is
+handled again (at least once; the handlers are idempotent). The pub/sub
+copy is for observers (the milestones report, tests); the listener also
+stays subscribed to its channels, which wakes it up at once and shows
+that it is connected (``PUBSUB NUMSUB``).
+
+The stream keeps about ``max_length`` entries; a listener that has no
+cursor yet starts at the entries younger than ``max_age`` seconds.
+"""
+
+import time
+
+#: Name of the stream and of the cursor, after the prefix.
+STREAM_SUFFIX = 'stream'
+CURSOR_SUFFIX = 'stream:cursor'
+
+
+class AlertStream:
+    """The alert stream of one Redis server and prefix.
+
+    Parameters
+    ----------
+    client : redis.Redis
+        A connection to the Redis server.
+    prefix : str
+        Prefix of the stream, cursor and channel names (``lvalert:``).
+    max_length : int
+        About how many entries the stream keeps.
+    """
+
+    def __init__(self, client, prefix='lvalert:', max_length=100000):
+        self.client = client
+        self.prefix = prefix
+        self.key = prefix + STREAM_SUFFIX
+        self.cursor_key = prefix + CURSOR_SUFFIX
+        self.max_length = int(max_length)
+
+    def append_many(self, items):
+        """Append ``(node, message)`` pairs to the stream and publish each
+        on its channel, all in one transaction; return the entry ids."""
+        pipeline = self.client.pipeline(transaction=True)
+        for node, message in items:
+            pipeline.xadd(self.key, {'node': node, 'message': message},
+                          maxlen=self.max_length, approximate=True)
+            pipeline.publish(self.prefix + node, message)
+        replies = pipeline.execute()
+        return [_text(entry_id) for entry_id in replies[::2]]
+
+    def cursor(self, max_age):
+        """Where the listener resumes: after its saved cursor, or (the
+        first time) at the oldest entry younger than ``max_age`` s."""
+        saved = self.client.get(self.cursor_key)
+        if saved is not None:
+            return _text(saved)
+        return f'{int((time.time() - max_age) * 1000)}-0'
+
+    def save_cursor(self, entry_id):
+        """Record that every entry up to ``entry_id`` was handled."""
+        self.client.set(self.cursor_key, entry_id)
+
+    def read_after(self, entry_id, count=100):
+        """The entries after ``entry_id`` (without waiting): a list of
+        ``(id, node, message)``; an entry without these fields has
+        ``None`` for them."""
+        reply = self.client.xread({self.key: entry_id}, count=count)
+        if not reply:
+            return []
+        _, entries = reply[0]
+        return [(_text(entry_id), _text(fields.get(b'node')),
+                 fields.get(b'message'))
+                for entry_id, fields in entries]
+
+
+def _text(value):
+    return value.decode() if isinstance(value, bytes) else value
