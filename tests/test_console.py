@@ -23,9 +23,9 @@ EM_BRIGHT = {'HasNS': 1.0, 'HasRemnant': 0.9}
 P_ASTRO = {'BNS': 0.95, 'NSBH': 0.01, 'BBH': 0.0, 'Terrestrial': 0.04}
 
 
-@pytest.fixture(scope='module')
-def small_skymap(tmp_path_factory):
-    """A coarse multi-order sky map with distance layers (nside 8)."""
+def small_skymap_bytes(directory):
+    """A coarse multi-order sky map with distance layers (nside 8),
+    written in ``directory``."""
     order = 3
     npix = ah.nside_to_npix(2 ** order)
     prob = np.random.default_rng(1).random(npix)
@@ -37,9 +37,15 @@ def small_skymap(tmp_path_factory):
         'DISTNORM': np.full(npix, 1e-4)})
     table.meta.update(distmean=100.0, diststd=20.0,
                       instruments={'H1', 'L1'})
-    path = tmp_path_factory.mktemp('skymap') / 'small.multiorder.fits'
+    path = directory / 'small.multiorder.fits'
     fits.write_sky_map(str(path), table, moc=True)
     return path.read_bytes()
+
+
+@pytest.fixture(scope='module')
+def small_skymap(tmp_path_factory):
+    """:func:`small_skymap_bytes`, made once per module."""
+    return small_skymap_bytes(tmp_path_factory.mktemp('skymap'))
 
 
 @pytest.fixture
@@ -283,3 +289,22 @@ def test_outcomes_are_read_from_the_log():
     refusal = [{'N': 5, 'comment': 'No Update notice sent, because it '
                                    'was retracted'}]
     assert actions.find_outcome('update', refusal, 0).state == 'refused'
+
+
+@pytest.mark.usefixtures('gracedb')
+def test_remote_user_behind_a_proxy(eager):
+    client = create_app(trust_remote_user=True).test_client()
+    assert client.get('/').status_code == 401
+    page = client.get('/', environ_base={'REMOTE_USER': 'carol'})
+    assert page.status_code == 200
+    assert '<b>carol</b>' in page.get_data(as_text=True)
+
+
+def test_flask_command_serves_the_console_routes():
+    out = subprocess.run(
+        [sys.executable, '-m', 'gwcelery', 'flask', 'routes'],
+        capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for rule in ('/superevents/<superevent_id>/update', '/inject',
+                 '/api/superevents/<superevent_id>/files'):
+        assert rule in out.stdout

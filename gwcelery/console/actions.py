@@ -16,9 +16,6 @@ from ..tasks import alerts, lifecycle, raven
 #: Superevent ids of each category (``S``, ``TS``, ``MS``).
 SUPEREVENT_ID = re.compile(r'[TM]?S\d{6}[a-z]+')
 
-#: Names of the actions, each a form of the console.
-ACTIONS = ('preliminary', 'preferred', 'update', 'retraction', 'raven')
-
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
