@@ -8,7 +8,11 @@ match is handled by the canvas of :func:`coincidence_canvas`: fetch both
 objects and their sky maps, compute the coincidence FARs
 (:mod:`gwcelery.external.coincidence`), then :func:`record_coincidence`
 links the external event to the superevent, writes the FARs, labels
-``EM_COINC`` (and ``RAVEN_ALERT`` when significant) and logs on both.
+``EM_COINC`` (and ``RAVEN_ALERT`` when significant), logs on both and,
+with both sky maps, makes the combined sky map
+(:mod:`gwcelery.tasks.combined_skymaps`). :func:`alert_coincidence` is
+what the public alerts say about it. The search runs again when a sky map
+arrives later (:mod:`gwcelery.tasks.raven_followup`).
 """
 
 import json
