@@ -11,7 +11,7 @@ from gwcelery.util.kafka_broker import KafkaBroker
 
 #: Session timeout of the test consumers: Tansu answers the first
 #: JoinGroup after half of it.
-SESSION_TIMEOUT_MS = 2000
+SESSION_TIMEOUT_MS = 4000
 
 
 @pytest.fixture

@@ -88,6 +88,7 @@ def create_superevent():
     return gracedb.get_superevent(created['superevent_id'])
 
 
+@pytest.mark.integration  # a broker, Redis and GraceDB
 def test_alerts_round_trip_through_broker(eager, kafka_broker,  # noqa: F811
                                           monkeypatch):
     monkeypatch.setitem(app.conf, 'kafka_hop_auth', False)

@@ -367,7 +367,7 @@ def kafka_settings(url):
             'gcn': {'url': f'{url}/igwn.gwalert', 'format': 'json'},
             'scimma': {'url': f'{url}/igwn.gwalert-avro', 'format': 'avro'}},
         'kafka_hop_auth': False,
-        'kafka_consumer_session_timeout': 2.0,
+        'kafka_consumer_session_timeout': 6.0,
         'igwn_alert_url': url,
         'igwn_alert_group': 'gracedb-local',
         'gracedb_server_alert_transports': ['redis', 'kafka'],
