@@ -17,6 +17,7 @@ import queue
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import urllib.request
@@ -270,4 +271,11 @@ def test_operator_changes_preferred_event_and_sends_update(
         if (params['GraceID'] == sid and params['AlertType'] == 'Update'
                 and params['skymap_fits'].endswith(f'/files/{chosen}')):
             break
+
+    status = subprocess.run(
+        [sys.executable, '-m', 'gwcelery', 'local', '--status',
+         '--data-dir', str(deployment.data_dir)],
+        capture_output=True, text=True, timeout=60)
+    assert re.search(rf'^console +OK +Console {deployment.console} answers',
+                     status.stdout, re.M), status.stdout
     assert deployment.stop() < 60

@@ -162,7 +162,9 @@ def status_report(settings):
         # The pipeline works without its console: a warning at most.
         rows.append(('flower', State.WARNING,
                      f'Flower {flower} not answering'))
-    console = f'http://{HOST}:{settings.get("console_port")}/'
+    if 'console_port' not in settings:  # the eager mode starts none
+        return rows
+    console = f'http://{HOST}:{settings["console_port"]}/'
     if http_ok(console):
         rows.append(('console', State.OK, f'Console {console} answers'))
     else:
