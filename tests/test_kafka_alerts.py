@@ -137,3 +137,12 @@ def test_alerts_round_trip_through_broker(eager, kafka_broker,  # noqa: F811
     for alert_type in alert_types:
         for fmt in ('avro', 'json'):
             assert f'{sid}-{alert_type.lower()}.{fmt}' in names
+
+
+def test_write_fails_when_no_broker_takes_the_message(monkeypatch):
+    from gwcelery.util.redis_server import free_port
+    monkeypatch.setitem(app.conf, 'kafka_hop_auth', False)
+    monkeypatch.setitem(app.conf, 'kafka_produce_timeout', 1.0)
+    with pytest.raises(kafka.send_message.autoretry_for):
+        kafka.write(f'kafka://127.0.0.1:{free_port()}/igwn.gwalert', b'{}',
+                    'json', 'S1')

@@ -815,6 +815,10 @@ kafka_hop_auth = True
 consumer: ``True`` reads hop's configuration (``hop auth add``),
 ``False`` connects without (a private broker)."""
 
+kafka_produce_timeout = 30.0
+"""Seconds within which the Kafka broker must take a public alert message;
+after that the send fails and is retried (with backoff, five times)."""
+
 kafka_significant_far_threshold = {'CBC': 1 / (30 * 86400),
                                    'Burst': 1 / (365 * 86400)}
 """FAR (Hz) below which, times the group's
