@@ -90,6 +90,7 @@ def test_alerts_of_other_servers_are_ignored(url, ours, handled, monkeypatch,
      '"object" is not an object'),
     ('{"uid": "G1", "alert_type": "new", "object": {"links": {}}}',
      'no links.self'),
+    ('{"uid": ' * 10000, 'not JSON'),  # nested deeper than json goes
 ])
 def test_malformed_messages_are_logged_and_skipped(text, reason, handled,
                                                    caplog):
@@ -206,3 +207,29 @@ def test_xmpp_listener_reconnects_after_the_server_restarts(
             thread.join(15)
         server.stop()
     assert not thread.is_alive()
+
+
+def test_alert_stream_keeps_messages_after_the_cursor(redis_url):
+    """What the listener reads: the entries after its saved cursor, in
+    order; the pub/sub copy goes to the node's channel."""
+    import redis
+
+    from gwcelery.util.alert_stream import AlertStream
+
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.subscribe('lvalert:cbc_gstlal')
+    stream = AlertStream(client)
+    start = stream.cursor(max_age=60)
+    first, second = stream.append_many([('cbc_gstlal', b'one'),
+                                        ('superevent', b'two')])
+    assert stream.read_after(start) == [(first, 'cbc_gstlal', b'one'),
+                                        (second, 'superevent', b'two')]
+    stream.save_cursor(first)
+    assert stream.cursor(max_age=60) == first
+    assert stream.read_after(stream.cursor(60)) == [
+        (second, 'superevent', b'two')]
+    assert wait_for(lambda: pubsub.get_message(timeout=0.1), 5)['data'] \
+        == b'one'
+    pubsub.close()
+    client.close()

@@ -26,6 +26,7 @@ import asyncio
 import json
 import time
 
+import kombu.exceptions
 import redis
 from celery.utils.log import get_task_logger
 from slixmpp.exceptions import IqError, IqTimeout
@@ -119,15 +120,19 @@ def _malformed(alert):
     return None
 
 
-def process_message(node, text):
+def process_message(node, text, broker_errors=()):
     """Decode one message (JSON text) received on `node` and dispatch it.
 
     Returns the group's result, or ``None`` if the message was skipped
-    (malformed, not ours, or no handler). Never raises for bad input.
+    (malformed, not ours, or no handler). Never raises for bad input;
+    raises the exceptions of `broker_errors` that dispatching meets (the
+    stream transport then hands the message on again later) and logs any
+    other.
     """
     try:
         alert = json.loads(text)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RecursionError) as exc:
+        # RecursionError: JSON nested deeper than the parser goes.
         log.warning('LVAlert: skipping a message on %s that is not JSON '
                     '(%s): %.80r', node, exc, text)
         return None
@@ -144,6 +149,8 @@ def process_message(node, text):
         return None
     try:
         result = _handlers.dispatch(node, alert)
+    except broker_errors:
+        raise
     except Exception:
         log.exception('LVAlert: could not dispatch %s %s on %s',
                       alert['alert_type'], alert['uid'], node)
@@ -159,6 +166,9 @@ def process_message(node, text):
 
 # --- Redis stream transport -----------------------------------------------
 
+#: Failures to reach the broker while dispatching: the entry stays unread.
+_BROKER_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError)
+
 def _handle_entries(stream, entries, channels):
     """Hand each stream entry of a handled node to its handlers, moving
     the cursor past it once it is handed on (at least once)."""
@@ -168,7 +178,15 @@ def _handle_entries(stream, entries, channels):
                 log.warning('LVAlert: stream entry %s on %s has no message',
                             entry_id, node)
             else:
-                process_message(node, message)
+                try:
+                    process_message(node, message, _BROKER_ERRORS)
+                except _BROKER_ERRORS:
+                    raise  # not handed on: read again after reconnecting
+                except Exception:
+                    # A message that breaks the listener must not stop
+                    # the stream behind it (it would come back forever).
+                    log.exception('LVAlert: skipping stream entry %s on %s',
+                                  entry_id, node)
         stream.save_cursor(entry_id)
 
 
@@ -207,7 +225,7 @@ def _listen_redis(task, nodes):
                     cursor = entries[-1][0]
                 else:
                     _drain(pubsub, POLL_INTERVAL)
-        except redis.RedisError as exc:
+        except _BROKER_ERRORS as exc:
             delay = backoff.next()
             log.warning('LVAlert: Redis at %s failed (%s); reconnecting in '
                         '%.0f s', url, exc, delay)

@@ -95,7 +95,11 @@ class RedisServer:
 
     def command(self):
         """Return the command line that starts the server."""
-        persistence = (['--appendonly', 'yes', '--save', '60 1']
+        # appendfsync everysec: every write acknowledged to a client is in
+        # the file before the reply, so it survives a crash of Redis
+        # itself; a crash of the machine may lose the last second.
+        persistence = (['--appendonly', 'yes', '--appendfsync', 'everysec',
+                        '--save', '60 1']
                        if self.persistent else
                        ['--appendonly', 'no', '--save', ''])
         return [find_redis_server(),
@@ -153,6 +157,17 @@ class RedisServer:
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
+
+    def kill(self):
+        """SIGKILL the server, as a crash would, keeping its data directory
+        (what a persistent server wrote to its append-only file survives
+        into the next :meth:`start`)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        if self.process is not None and self.process.stderr:
+            self.process.stderr.close()
+        self.process = None
 
     def __enter__(self):
         return self.start()
