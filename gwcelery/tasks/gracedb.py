@@ -199,10 +199,14 @@ def task(*keys, via=None, conflict_safe=False, **options):
 
 def retrying():
     """Whether the task running in this process (or the task that called
-    the current one inline) is being retried: an earlier try may have done
-    part of its work."""
+    the current one inline) is a retry or a redelivered message (its
+    worker was lost): an earlier try may have done part of its work."""
     current = app.current_worker_task
-    return bool(current is not None and current.request.retries)
+    if current is None:
+        return False
+    request = current.request
+    return bool(request.retries
+                or (request.delivery_info or {}).get('redelivered'))
 
 
 def _own_task(conflict_safe=False, **options):
