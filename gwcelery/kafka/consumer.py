@@ -10,7 +10,12 @@ consumer of the group starts after the last committed message.
 import logging
 import urllib.parse
 
-from confluent_kafka import Consumer, KafkaError, KafkaException
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from ..util.eternal import POLL_INTERVAL, Backoff, wait_unless_aborted
 
@@ -70,9 +75,9 @@ def consume(task, config, topics, handle, name, backoff=None,
     :class:`gcn_kafka.Consumer`, with its credentials bound).
     A broker error closes the consumer and opens a new one after a delay
     (`backoff`, a :class:`~gwcelery.util.eternal.Backoff`). `handle` must
-    not raise for bad input; if it raises anyway, the error is logged and
-    the message is committed (skipped), so that one bad message cannot
-    stop the listener.
+    log and skip bad input, not raise: an exception means that the
+    handlers could not be queued (e.g. the Celery broker is down), so the
+    message is not committed but read again after the delay.
     """
     backoff = backoff or Backoff(1, 60)
     while not task.is_aborted():
@@ -112,11 +117,17 @@ def _poll(task, consumer, handle, name, backoff):
             log.log(logging.DEBUG if _is_harmless(error) else logging.WARNING,
                     '%s: Kafka: %s', name, error)
             continue
-        backoff.reset()
         try:
             handle(message)
         except Exception:
-            log.exception('%s: could not handle the message at %s[%d]@%d',
-                          name, message.topic(), message.partition(),
-                          message.offset())
+            delay = backoff.next()
+            log.exception('%s: could not handle the message at %s[%d]@%d; '
+                          'reading it again in %.0f s', name, message.topic(),
+                          message.partition(), message.offset(), delay)
+            consumer.seek(TopicPartition(message.topic(),
+                                         message.partition(),
+                                         message.offset()))
+            wait_unless_aborted(task, delay)
+            continue
+        backoff.reset()
         consumer.commit(message, asynchronous=False)

@@ -188,17 +188,21 @@ class KafkaBroker:
         log.info('Kafka broker is up at %s', self.url)
         return self
 
-    def restart(self, timeout=30):
+    def restart(self, timeout=30, grace=10.0):
         """Stop the broker process and start it again on the same port
-        (its S3 server, if any, keeps running)."""
-        _terminate(self.process, timeout)
+        (its S3 server, if any, keeps running). The broker gets `grace`
+        seconds to finish the requests in progress (it waits 5 s for its
+        clients to leave): killed in the middle of a write, it may leave
+        its S3 data inconsistent."""
+        _terminate(self.process, grace)
         self._start_broker(timeout)
 
-    def stop(self, timeout=10):
-        """Stop the broker and its S3 server (SIGTERM, then SIGKILL after
-        `timeout`)."""
-        _terminate(self.process, timeout)
-        _terminate(self.s3_process, timeout)
+    def stop(self, grace=1.0):
+        """Stop the broker and its S3 server for good: SIGTERM, then
+        SIGKILL after `grace` seconds (Tansu would wait 5 s for its clients
+        to leave, and its data goes anyway)."""
+        _terminate(self.process, grace)
+        _terminate(self.s3_process, grace)
         self.process = self.s3_process = None
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
