@@ -2,6 +2,7 @@
 
 import gzip
 import io
+import json
 import os
 import queue
 import random
@@ -17,7 +18,7 @@ from igwn_ligolw.ligolw import LIGOLWContentHandler
 
 from gwcelery import app
 from gwcelery.external import notices
-from gwcelery.tasks import first2years, gracedb
+from gwcelery.tasks import bayestar, first2years, gracedb, p_astro
 from gwcelery.util import voevent_transport
 from gwcelery.util.redis_server import free_port
 
@@ -77,8 +78,45 @@ def test_upload_event_eagerly_to_local_gracedb(monkeypatch):
         assert event['search'] == 'MDC'
         assert event['gpstime'] == pytest.approx(gpstime, abs=0.05)
         assert event['far'] < 1e-6
-        psd = gracedb.download('psd.xml.gz', event['graceid'])
-        assert psd == first2years.load_psd()
+        graceid = event['graceid']
+        style = first2years.UPLOAD_STYLES[event['pipeline']]
+        files = {entry['filename'] for entry in gracedb.get_log(graceid)}
+        # O4 style: the PSDs inside coinc.xml, no psd.xml.gz; O3 style: a
+        # coinc.xml without PSDs and the same PSDs beside it.
+        coinc = gracedb.download('coinc.xml', graceid)
+        assert bayestar.coinc_has_psds(coinc) == style['psds_in_coinc']
+        assert ('psd.xml.gz' in files) != style['psds_in_coinc']
+        if not style['psds_in_coinc']:
+            assert gracedb.download('psd.xml.gz', graceid) == \
+                first2years.load_psd()
+        own = p_astro.filename(event['pipeline'])
+        assert (own in files) == style['own_p_astro']
+        if style['own_p_astro']:
+            assert set(json.loads(gracedb.download(own, graceid))) == {
+                'BNS', 'NSBH', 'BBH', 'Terrestrial'}
+
+
+def test_upload_styles_mix_both_kinds():
+    """gwcelery local sees O4-style and O3-style uploads, with and
+    without the search's own p_astro, as a real run does."""
+    styles = first2years.UPLOAD_STYLES
+    assert set(styles) == set(first2years.PIPELINES)
+    for key in ('psds_in_coinc', 'own_p_astro'):
+        assert {style[key] for style in styles.values()} == {True, False}
+
+
+def test_embedded_psds_are_the_shipped_ones():
+    import numpy as np
+
+    coinc = first2years.load_candidate(0, 'MBTA')
+    o4 = first2years.embed_psds(coinc, first2years.load_psd())
+    event = bayestar.read_event(o4)
+    reference = bayestar.read_event(coinc, first2years.load_psd())
+    for a, b in zip(event.singles, reference.singles, strict=True):
+        assert a.detector == b.detector
+        # Written as text, as the searches do: to the last bit or so.
+        np.testing.assert_allclose(a.psd.data.data, b.psd.data.data,
+                                   rtol=1e-14)
 
 
 def test_mock_grb_notice_parses_as_a_new_fermi_grb():

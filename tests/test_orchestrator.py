@@ -10,7 +10,7 @@ import pytest
 from astropy.io import fits
 
 from gwcelery import app, voevent
-from gwcelery.tasks import alerts, gracedb, orchestrator
+from gwcelery.tasks import alerts, gracedb, orchestrator, orchestrator_uploads
 from gwcelery.util.voevent_broker import VOEventQueue
 
 HIGH_FAR_COINC = (b'173834723,5.176954877338635e-16',
@@ -54,8 +54,8 @@ def alert(alert_type, obj, data=None):
 
 def annotate(event, psd_entry):
     """Feed the event's ``new`` and PSD ``log`` alerts to the handler."""
-    orchestrator.handle_cbc_event(alert('new', event))
-    orchestrator.handle_cbc_event(alert('log', event, psd_entry))
+    orchestrator_uploads.handle_cbc_event(alert('new', event))
+    orchestrator_uploads.handle_cbc_event(alert('log', event, psd_entry))
 
 
 def new_superevent(event):
@@ -131,7 +131,7 @@ def test_cbc_event_to_preliminary_alert(eager, coinc_bytes, psd_bytes):
     # A new preferred event after the alert: a second preliminary alert
     # with its products, when the clean-up timeout has passed.
     second, _ = upload_cbc(coinc_bytes, psd_bytes, pipeline='pycbc')
-    orchestrator.handle_cbc_event(alert('new', second))
+    orchestrator_uploads.handle_cbc_event(alert('new', second))
     gracedb.upload(skymap, 'bayestar.multiorder.fits', second['graceid'],
                    'sky map', ['sky_loc'])
     gracedb.update_superevent(superevent_id,
@@ -231,7 +231,7 @@ def test_events_above_superevent_threshold_are_not_annotated(
     coinc = coinc_bytes.replace(*HIGH_FAR_COINC)
     event = gracedb.create_event(coinc, 'AllSky', 'gstlal', 'CBC',
                                  filename='coinc.xml')
-    orchestrator.handle_cbc_event(alert('new', event))
+    orchestrator_uploads.handle_cbc_event(alert('new', event))
     assert gracedb.get_labels(event['graceid']) == []
 
 
@@ -240,10 +240,10 @@ def test_burst_skymap_upload_labels_event(eager, coinc_bytes):
     event = gracedb.create_event(coinc_bytes, 'AllSky', 'gstlal', 'CBC',
                                  filename='coinc.xml')
     burst = dict(event, group='Burst', pipeline='CWB')
-    orchestrator.handle_burst_event(
+    orchestrator_uploads.handle_burst_event(
         alert('log', burst, {'filename': 'cwb.fits.gz'}))
     assert gracedb.get_labels(event['graceid']) == ['SKYMAP_READY']
-    orchestrator.handle_burst_event(
+    orchestrator_uploads.handle_burst_event(
         alert('log', burst, {'filename': 'cwb.txt'}))
     assert gracedb.get_labels(event['graceid']) == ['SKYMAP_READY']
 
@@ -284,7 +284,8 @@ def test_superevent_role(superevent_id, role):
 
 
 def test_handler_nodes():
-    assert 'cbc_gstlal' in orchestrator.CBC_NODES
-    assert 'test_mbta' in orchestrator.CBC_NODES
-    assert 'burst_cwb' in orchestrator.BURST_NODES
-    assert set(orchestrator.CBC_NODES).isdisjoint(orchestrator.BURST_NODES)
+    assert 'cbc_gstlal' in orchestrator_uploads.CBC_NODES
+    assert 'test_mbta' in orchestrator_uploads.CBC_NODES
+    assert 'burst_cwb' in orchestrator_uploads.BURST_NODES
+    assert set(orchestrator_uploads.CBC_NODES).isdisjoint(
+        orchestrator_uploads.BURST_NODES)

@@ -25,7 +25,18 @@ The signals are simulated with ligo.skymap, then each is split into one
 The output directory gets ``psd.xml.gz`` and, for signal ``N`` and
 pipeline ``P``, ``N-P.xml.gz``: a single-candidate LIGO-LW document with
 its ``combined_far`` set from the network SNR (the realisations carry
-none).
+none). The mock searches put the PSDs into some of them when they upload
+them (``gwcelery.tasks.first2years.UPLOAD_STYLES``).
+
+``--embed-psds COINC PSD -o OUT`` instead writes ``COINC`` with the PSDs
+of ``PSD`` inside, O4 style (``gwcelery.tasks.first2years.embed_psds``),
+naming ``OUT`` as its ``--reference-psd`` so that
+``bayestar-localize-coincs OUT`` reads them; this made
+``tests/data/gracedb/coinc_psds.xml.gz``::
+
+    python tools/make_mock_events.py --embed-psds \\
+        tests/data/gracedb/coinc.xml tests/data/gracedb/psd.xml.gz \\
+        -o tests/data/gracedb/coinc_psds.xml.gz
 """
 
 import argparse
@@ -79,16 +90,40 @@ def split(doc, coinc_id):
     return out
 
 
+def write_with_psds(coinc_path, psd_path, output):
+    """Write the ``coinc.xml`` at ``coinc_path`` with the PSDs of
+    ``psd_path`` inside to ``output`` (gzip-compressed if it ends in
+    ``.gz``), naming itself as its ``--reference-psd``."""
+    from gwcelery.tasks.first2years import embed_psds
+
+    with open(coinc_path, 'rb') as f:
+        coinc = f.read()
+    with open(psd_path, 'rb') as f:
+        psd = f.read()
+    contents = embed_psds(coinc, psd, reference_psd=os.path.basename(output))
+    if output.endswith('.gz'):
+        contents = gzip.compress(contents, mtime=0)
+    with open(output, 'wb') as f:
+        f.write(contents)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--psd', required=True)
-    parser.add_argument('--coincs', nargs=len(PIPELINES), required=True,
+    parser.add_argument('--psd')
+    parser.add_argument('--coincs', nargs=len(PIPELINES),
                         help='one bayestar-realize-coincs output per '
                              'pipeline: ' + ', '.join(PIPELINES))
-    parser.add_argument('--select', nargs='+', type=int, required=True,
+    parser.add_argument('--select', nargs='+', type=int,
                         help='coinc_event_ids of the signals to keep')
+    parser.add_argument('--embed-psds', nargs=2, metavar=('COINC', 'PSD'),
+                        help='write COINC with the PSDs of PSD inside')
     parser.add_argument('-o', '--output', required=True)
     args = parser.parse_args()
+    if args.embed_psds:
+        write_with_psds(*args.embed_psds, args.output)
+        return
+    if not (args.psd and args.coincs and args.select):
+        parser.error('--psd, --coincs and --select are required')
     os.makedirs(args.output, exist_ok=True)
     with open(args.psd, 'rb') as src, \
             gzip.open(os.path.join(args.output, 'psd.xml.gz'), 'wb') as dst:

@@ -26,17 +26,57 @@ def _omp_threads():
     return len(os.sched_getaffinity(0))
 
 
-def read_event(coinc_bytes, psd_bytes):
+def read_ligolw(xml_bytes):
+    """Parse a LIGO-LW document (optionally gzip-compressed), old style
+    ``ilwd:char`` ids included, as ligo.skymap's own reader does."""
+    from igwn_ligolw import utils
+    from igwn_ligolw.ligolw import LIGOLWContentHandler
+    from ligo.skymap.util import ilwd
+
+    @ilwd.use_in
+    class ContentHandler(LIGOLWContentHandler):
+        pass
+
+    return utils.load_fileobj(io.BytesIO(xml_bytes),
+                              contenthandler=ContentHandler)
+
+
+def has_psds(doc):
+    """Whether a parsed LIGO-LW document carries noise PSDs (the
+    ``REAL8FrequencySeries`` elements that ``lal.series`` writes), as an
+    O4 search's ``coinc.xml`` does."""
+    from igwn_ligolw import ligolw
+
+    return any(element.getAttribute('Name') == 'REAL8FrequencySeries'
+               for element in doc.getElementsByTagName(ligolw.LIGO_LW.tagName)
+               if element.hasAttribute('Name'))
+
+
+def coinc_has_psds(coinc_bytes):
+    """Whether a ``coinc.xml`` carries its own PSDs (then BAYESTAR needs no
+    ``psd.xml.gz``)."""
+    return has_psds(read_ligolw(coinc_bytes))
+
+
+def read_event(coinc_bytes, psd_bytes=None):
     """Return the single coincidence of a GraceDB CBC upload as a
     :class:`ligo.skymap.io.events.Event`.
 
-    ``coinc_bytes`` is the LIGO-LW ``coinc.xml`` and ``psd_bytes`` the
-    (optionally gzip-compressed) LIGO-LW PSD file uploaded beside it.
+    ``coinc_bytes`` is the LIGO-LW ``coinc.xml``. ``psd_bytes`` is the
+    (optionally gzip-compressed) LIGO-LW PSD file uploaded beside it (O3
+    style), or ``None`` when the PSDs are inside ``coinc.xml`` (O4 style).
+    Either way ligo.skymap's own reader reads them.
     """
     from ligo.skymap.io.events import ligolw
 
-    source = ligolw.open(io.BytesIO(coinc_bytes),
-                         psd_file=io.BytesIO(psd_bytes), coinc_def=None)
+    doc = read_ligolw(coinc_bytes)
+    if psd_bytes is not None:
+        psd_file = io.BytesIO(psd_bytes)
+    elif has_psds(doc):
+        psd_file = doc
+    else:
+        raise ValueError('coinc.xml has no PSDs and no psd.xml.gz was given')
+    source = ligolw.open(doc, psd_file=psd_file, coinc_def=None)
     if len(source) != 1:
         raise ValueError(
             f'expected one coincidence in coinc.xml, found {len(source)}')
@@ -55,7 +95,8 @@ def skymap_to_fits_bytes(skymap):
             return f.read()
 
 
-@app.task(queue='openmp', shared=False)
+@app.task(queue='openmp', shared=False, acks_late=True,
+          reject_on_worker_lost=True)
 def localize(coinc_bytes, psd_bytes, graceid, disabled_detectors=()):
     """Compute a 3-D multi-order sky map with BAYESTAR.
 
@@ -63,8 +104,9 @@ def localize(coinc_bytes, psd_bytes, graceid, disabled_detectors=()):
     ----------
     coinc_bytes : bytes
         The event's ``coinc.xml``.
-    psd_bytes : bytes
-        The event's ``psd.xml.gz``.
+    psd_bytes : bytes or None
+        The event's ``psd.xml.gz``; ``None`` if ``coinc.xml`` carries the
+        PSDs (:func:`read_event`).
     graceid : str
         The event's GraceDB id, written to the FITS ``OBJECT`` header.
     disabled_detectors : sequence of str

@@ -3,11 +3,21 @@
 (HasRemnant), does a component fall in the 3--5 solar-mass gap
 (HasMassGap)?
 
-The LVK's own package (``ligo-em-bright``) cannot run here: it downloads
-its trained classifiers and equation-of-state tables from the network when
-it is imported, and it pins ``astropy<7`` and an old scikit-learn. This
-module implements a small, documented model instead, from the search's
-template:
+A search that computes its own source properties uploads them as
+``{pipeline}.em_bright.json``, and the orchestrator uses that file
+(:mod:`gwcelery.tasks.orchestrator_uploads`); this module computes them
+for the others.
+
+The LVK's own package (``ligo-em-bright``, version 1.2.2 inspected) cannot
+run here. Importing ``ligo.em_bright.em_bright`` makes
+``ligo.em_bright.data`` download 30 files from git.ligo.org (astropy's
+``download_file``): the trained classifiers of 23 equations of state, the
+mass-gap and search-specific classifiers, and the equation-of-state
+tables and posterior draws; none is in the wheel, and this machine has no
+network but the package registries. The classifiers are pickled
+scikit-learn objects, bound to the pinned ``scikit-learn==1.5.1``, and the
+package pins ``astropy<7`` (this project runs astropy 8). This module
+implements a small, documented model instead, from the search's template:
 
 1. **Mass uncertainty.** A matched-filter template measures the chirp
    mass :math:`\\mathcal{M}` well and the symmetric mass ratio

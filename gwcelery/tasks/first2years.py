@@ -5,8 +5,10 @@ seconds. Each run picks one of the simulated signals shipped in
 ``gwcelery/data/first2years`` (BNS, NSBH and BBH signals made with
 ligo.skymap's ``bayestar-inject`` and ``bayestar-realize-coincs``; see
 ``tools/make_mock_events.py``), moves it to the current time, and uploads
-one candidate per pipeline a fraction of a second to a second apart, each a
-``coinc.xml`` followed by its ``psd.xml.gz``, like the online searches do.
+one candidate per pipeline a fraction of a second to a second apart, like
+the online searches do, in each search's style (:data:`UPLOAD_STYLES`): a
+``coinc.xml`` with the PSDs inside (O4) or followed by its ``psd.xml.gz``
+(O3), and for some searches their own ``{pipeline}.p_astro.json``.
 
 :func:`inject_grb` plays NASA's GCN for the local deployment: it queues a
 Fermi GBM notice of a simulated GRB for the mock GCN server (``gwcelery
@@ -40,7 +42,7 @@ from lal import LIGOTimeGPS
 
 from .. import app
 from ..util.voevent_broker import VOEventQueue
-from . import detchar, gracedb, lvalert
+from . import bayestar, detchar, gracedb, lvalert, p_astro
 
 #: Pipelines that have a realisation of each signal, in file names.
 PIPELINES = ('gstlal', 'pycbc', 'MBTA')
@@ -69,6 +71,32 @@ def load_psd():
     simulated detectors."""
     path = resources.files('gwcelery') / 'data' / 'first2years' / 'psd.xml.gz'
     return path.read_bytes()
+
+
+def embed_psds(coinc, psd, reference_psd=None):
+    """Return ``coinc`` (a ``coinc.xml``) with the PSDs of ``psd`` (a
+    ``psd.xml.gz``) inside it, as the O4 searches upload it.
+
+    Written with the LIGO-LW tools: the PSDs are read with
+    :func:`lal.series.read_psd_xmldoc` (ligo.skymap's reader) and added
+    with :func:`lal.series.make_psd_xmldoc`. ``reference_psd``, if given,
+    replaces the ``--reference-psd`` process parameters: a stand-alone
+    file can name itself there, so that ligo.skymap's command-line tools
+    (which look for PSDs only there) read the PSDs inside it.
+    """
+    import lal.series
+
+    doc = bayestar.read_ligolw(coinc)
+    psds = lal.series.read_psd_xmldoc(bayestar.read_ligolw(psd),
+                                      root_name=None)
+    lal.series.make_psd_xmldoc(psds, doc.childNodes[0])
+    if reference_psd is not None:
+        for row in lsctables.ProcessParamsTable.get_table(doc):
+            if row.param == '--reference-psd':
+                row.value = reference_psd
+    out = io.BytesIO()
+    utils.write_fileobj(doc, out)
+    return out.getvalue()
 
 
 def coinc_time(coinc):
@@ -172,16 +200,38 @@ def upload_mdc_grb(gpstime):
                                 filename='fermi_gbm_notice.xml')['graceid']
 
 
+#: How each mock search uploads its candidates, as the O4 searches differ:
+#: the PSDs inside ``coinc.xml`` (O4) or in a separate ``psd.xml.gz`` (O3
+#: style), and the search's own ``{pipeline}.p_astro.json`` or none.
+UPLOAD_STYLES = {
+    'gstlal': {'psds_in_coinc': True, 'own_p_astro': True},
+    'MBTA': {'psds_in_coinc': True, 'own_p_astro': False},
+    'pycbc': {'psds_in_coinc': False, 'own_p_astro': True},
+}
+
+
 @gracedb.task(shared=False, ignore_result=True)
 def upload_candidate(coinc, pipeline, search):
-    """Upload one pipeline's candidate and then its PSD, as gstlal does."""
+    """Upload one pipeline's candidate as that search does
+    (:data:`UPLOAD_STYLES`): ``coinc.xml`` (with the PSDs inside, or
+    followed by ``psd.xml.gz``), then its own classification if it makes
+    one (here with :func:`gwcelery.tasks.p_astro.compute_p_astro`)."""
     gpstime = coinc_time(coinc)
+    style = UPLOAD_STYLES[pipeline]
+    if style['psds_in_coinc']:
+        coinc = embed_psds(coinc, load_psd())
     event = gracedb.create_event(
         coinc, search, pipeline, 'CBC', filename='coinc.xml',
         lookup=f'pipeline: {pipeline} {gpstime - 0.01} .. {gpstime + 0.01}')
-    gracedb.upload(load_psd(), 'psd.xml.gz', event['graceid'],
-                   'Noise PSD of the simulated candidate', ['psd'])
-    return event['graceid']
+    graceid = event['graceid']
+    if style['own_p_astro']:
+        gracedb.upload(p_astro.compute_p_astro(coinc, event),
+                       p_astro.filename(pipeline), graceid,
+                       f'Source classification by {pipeline}', ['p_astro'])
+    if not style['psds_in_coinc']:
+        gracedb.upload(load_psd(), 'psd.xml.gz', graceid,
+                       'Noise PSD of the simulated candidate', ['psd'])
+    return graceid
 
 
 def plan_uploads(number, gpstime, rng):

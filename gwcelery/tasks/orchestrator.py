@@ -7,17 +7,13 @@ exist), a small task builds the rest of the workflow from them and starts
 it (never :meth:`celery.Task.replace`, which fails in the single-process
 eager mode).
 
-**Per event** (:func:`handle_cbc_event`, :func:`handle_burst_event`):
-
-* a new CBC event: download its ``coinc.xml``, then in parallel the
-  source properties (``em_bright.json``, label EMBRIGHT_READY) and the
-  source classification (``{pipeline}.p_astro.json``, label PASTRO_READY);
-* its ``psd.xml.gz`` upload: download both files, localise with BAYESTAR
-  on the ``openmp`` queue, upload ``bayestar.multiorder.fits`` (label
-  SKYMAP_READY). A failed localisation is written to the log of the event
-  and of its superevent (:func:`localization_failed`);
-* a burst event: the pipeline uploads its own sky map; its FITS upload
-  labels the event SKYMAP_READY.
+**Per event** (:mod:`gwcelery.tasks.orchestrator_uploads`): BAYESTAR
+starts on the upload that completes its input (``coinc.xml`` with the
+PSDs inside, O4 style, or else ``psd.xml.gz``), once per event; the
+search's own ``{pipeline}.p_astro.json`` and ``{pipeline}.em_bright.json``
+are used where it uploaded them, and what is missing is computed. Labels:
+SKYMAP_READY, PASTRO_READY, EMBRIGHT_READY. A burst event's FITS upload
+labels it SKYMAP_READY.
 
 **Per superevent** (:func:`handle_superevent`):
 
@@ -53,160 +49,31 @@ from . import (
     circulars,
     core,
     early_warning,  # noqa: F401 (registers its handler)
-    em_bright,
     gracedb,
     lifecycle,
-    localization_order,
     lvalert,
-    p_astro,
+    orchestrator_uploads,
     skymaps,
     superevents,
 )
 
 log = get_task_logger(__name__)
 
-EM_BRIGHT_FILENAME = 'em_bright.json'
-"""Source properties file of a CBC event."""
-
-COINC_FILENAME = 'coinc.xml'
-"""The candidate file that CBC pipelines upload."""
-
-PSD_FILENAME = 'psd.xml.gz'
-"""The noise spectra that CBC pipelines upload after the candidate."""
-
 CIRCULAR_FILENAME = 'circular.txt'
 """Draft GCN Circular of a superevent."""
-
-CBC_NODES = tuple(f'{prefix}_{pipeline}'
-                  for pipeline, group_name
-                  in superevents.PIPELINE_GROUPS.items()
-                  if group_name == 'CBC' for prefix in ('cbc', 'test'))
-"""LVAlert nodes of the CBC searches (production/MDC and Test)."""
-
-BURST_NODES = tuple(f'{prefix}_{pipeline}'
-                    for pipeline, group_name
-                    in superevents.PIPELINE_GROUPS.items()
-                    if group_name == 'Burst' for prefix in ('burst', 'test'))
-"""LVAlert nodes of the burst searches (production/MDC and Test)."""
 
 SUPEREVENT_NODES = lifecycle.SUPEREVENT_NODES
 """LVAlert nodes of the superevents of each category."""
 
 FITS_SUFFIXES = lifecycle.FITS_SUFFIXES
 
+EM_BRIGHT_FILENAME = orchestrator_uploads.EM_BRIGHT_FILENAME
+"""Source properties file of a superevent (whichever file of its preferred
+event it is copied from)."""
+
 update_alert = lifecycle.update_alert
 """Send an Update notice (operators, the console): see
 :func:`gwcelery.tasks.lifecycle.update_alert`."""
-
-
-# --- per event ------------------------------------------------------------
-
-
-def _is_candidate(event):
-    """Whether an event can become part of an alert: it has a FAR below
-    the superevent manager's threshold (others are never in a
-    superevent, so their products would be wasted)."""
-    far = event.get('far')
-    return far is not None and far <= app.conf.superevent_far_threshold
-
-
-@lvalert.handler(*CBC_NODES, alert_types=('new', 'log'), shared=False,
-                 ignore_result=True)
-def handle_cbc_event(alert):
-    """Annotate a CBC event: classification on ``new``, localisation once
-    its PSD is uploaded (a ``log`` alert for ``psd.xml.gz``)."""
-    event = alert['object']
-    graceid = event['graceid']
-    if not _is_candidate(event):
-        return
-    if alert['alert_type'] == 'new':
-        classify_canvas(event).delay()
-    elif (alert['alert_type'] == 'log'
-          and alert['data'].get('filename') == PSD_FILENAME):
-        localize_canvas(graceid).delay()
-
-
-def classify_canvas(event):
-    """Download ``coinc.xml``; in parallel, source properties and
-    classification, each uploaded and labelled."""
-    graceid = event['graceid']
-    pipeline = event['pipeline']
-    return chain(
-        gracedb.download.si(COINC_FILENAME, graceid),
-        group(
-            chain(em_bright.source_properties.s(),
-                  gracedb.upload.s(EM_BRIGHT_FILENAME, graceid,
-                                   'Source properties (HasNS, HasRemnant)',
-                                   ['em_bright', 'public']),
-                  gracedb.create_label.si('EMBRIGHT_READY', graceid)),
-            chain(p_astro.compute_p_astro.s(event),
-                  gracedb.upload.s(p_astro.filename(pipeline), graceid,
-                                   'Source classification (p_astro)',
-                                   ['p_astro', 'public']),
-                  gracedb.create_label.si('PASTRO_READY', graceid)),
-        ))
-
-
-def localize_canvas(graceid):
-    """Download ``coinc.xml`` and ``psd.xml.gz``, then
-    :func:`localize_files`; a failure is reported in the logs."""
-    return chain(
-        group(gracedb.download.si(COINC_FILENAME, graceid),
-              gracedb.download.si(PSD_FILENAME, graceid)),
-        localize_files.s(graceid),
-    ).on_error(localization_failed.s(graceid))
-
-
-@app.task(shared=False, ignore_result=True)
-def localize_files(files, graceid):
-    """Given the downloaded ``[coinc.xml, psd.xml.gz]`` contents,
-    localise (:func:`gwcelery.tasks.localization_order.localize`, openmp
-    queue, the preferred events' localisations first),
-    upload the sky map and label the event SKYMAP_READY; a failure is
-    reported in the logs."""
-    coinc_bytes, psd_bytes = files
-    chain(
-        localization_order.localize.si(coinc_bytes, psd_bytes, graceid),
-        gracedb.upload.s(bayestar.SKYMAP_FILENAME, graceid,
-                         'Sky localization complete (BAYESTAR)',
-                         ['sky_loc', 'public']),
-        gracedb.create_label.si('SKYMAP_READY', graceid),
-    ).on_error(localization_failed.s(graceid)).delay()
-
-
-@app.task(shared=False, ignore_result=True)
-def localization_failed(request, exc, traceback, graceid):
-    """Error callback of :func:`localize_canvas`: write the failure to the
-    event's log and, if it is in one, to its superevent's (an alert then
-    goes out without this sky map, see :func:`fallback_preliminary`)."""
-    message = (f'Sky localization of {graceid} failed in '
-               f'{request.task}: {type(exc).__name__}: {exc}')
-    log.error('%s', message)
-    gracedb.upload.delay(None, None, graceid, message, ['sky_loc'])
-    chain(gracedb.get_event.si(graceid),
-          log_on_superevent.s(message)).delay()
-
-
-@app.task(shared=False, ignore_result=True)
-def log_on_superevent(event, message):
-    """Write ``message`` to the log of the superevent of ``event`` (if
-    it is in one yet)."""
-    superevent_id = event.get('superevent')
-    if superevent_id:
-        gracedb.upload.delay(None, None, superevent_id, message,
-                             ['sky_loc'])
-
-
-@lvalert.handler(*BURST_NODES, alert_types=('log',), shared=False,
-                 ignore_result=True)
-def handle_burst_event(alert):
-    """Label a burst event SKYMAP_READY once its pipeline uploaded a FITS
-    sky map."""
-    event = alert['object']
-    filename = (alert.get('data') or {}).get('filename') or ''
-    if (alert['alert_type'] == 'log' and filename.endswith(FITS_SUFFIXES)
-            and _is_candidate(event)):
-        gracedb.create_label.delay('SKYMAP_READY', event['graceid'])
 
 
 # --- per superevent -------------------------------------------------------
@@ -214,7 +81,8 @@ def handle_burst_event(alert):
 
 @lvalert.handler(*SUPEREVENT_NODES,
                  alert_types=('new', 'label_added', 'update'), shared=False,
-                 ignore_result=True)
+                 ignore_result=True, acks_late=True,
+                 reject_on_worker_lost=True)
 def handle_superevent(alert):
     """Start the preliminary alert on EM_READY; on a new superevent,
     schedule :func:`fallback_preliminary` (not in the eager mode, which
@@ -260,7 +128,8 @@ def passes_threshold(superevent):
     return False
 
 
-@app.task(shared=False, ignore_result=True)
+@app.task(shared=False, ignore_result=True, acks_late=True,
+          reject_on_worker_lost=True)
 def fallback_preliminary(superevent):
     """Send the preliminary alert of a superevent that got no EM_READY in
     time (its preferred event lacks a product, e.g. its sky map), with
@@ -303,18 +172,22 @@ def latest_files(log_entries):
 def choose_products(log_entries):
     """Return the file names (or ``None``) of the sky map, source
     properties and classification in an event log: BAYESTAR's sky map if
-    there is one, else the latest FITS file (a burst pipeline's)."""
+    there is one, else the latest FITS file (a burst pipeline's); ours or
+    the search's own source properties and classification."""
     files = latest_files(log_entries)
     skymap = bayestar.SKYMAP_FILENAME if bayestar.SKYMAP_FILENAME in files \
         else next((name for name in reversed(files)
                    if name.endswith(FITS_SUFFIXES)), None)
     p_astro_file = next((name for name in files
                          if name.endswith('.p_astro.json')), None)
-    return [skymap, EM_BRIGHT_FILENAME if EM_BRIGHT_FILENAME in files
-            else None, p_astro_file]
+    em_bright_file = next((name for name in files
+                           if name == EM_BRIGHT_FILENAME
+                           or name.endswith('.em_bright.json')), None)
+    return [skymap, em_bright_file, p_astro_file]
 
 
-@app.task(shared=False, ignore_result=True)
+@app.task(shared=False, ignore_result=True, acks_late=True,
+          reject_on_worker_lost=True)
 def download_products(log_entries, superevent):
     """Download the preferred event's products (:func:`choose_products`)
     in parallel, then :func:`publish_products`."""
@@ -325,7 +198,8 @@ def download_products(log_entries, superevent):
           publish_products.s(superevent, names)).delay()
 
 
-@app.task(shared=False, ignore_result=True)
+@app.task(shared=False, ignore_result=True, acks_late=True,
+          reject_on_worker_lost=True)
 def publish_products(contents, superevent, names):
     """Copy the products to the superevent (concurrently), then
     :func:`send_preliminary`. Also schedules :func:`repeat_if_changed`
@@ -337,12 +211,14 @@ def publish_products(contents, superevent, names):
     superevent_id = superevent['superevent_id']
     preferred = superevent['preferred_event']
     skymap, em_bright_json, p_astro_json = contents
-    skymap_name, em_bright_name, p_astro_name = names
+    # The source properties go to the superevent as em_bright.json
+    # whichever file of the event they come from.
+    skymap_name, _, p_astro_name = names
 
     uploads = []
     if em_bright_json is not None:
         uploads.append(gracedb.upload.si(
-            em_bright_json, em_bright_name, superevent_id,
+            em_bright_json, EM_BRIGHT_FILENAME, superevent_id,
             f'Source properties copied from {preferred}',
             ['em_bright', 'public']))
     if p_astro_json is not None:
@@ -369,7 +245,8 @@ def publish_products(contents, superevent, names):
         countdown=app.conf.superevent_clean_up_timeout)
 
 
-@app.task(shared=False, ignore_result=True)
+@app.task(shared=False, ignore_result=True, acks_late=True,
+          reject_on_worker_lost=True)
 def send_preliminary(skymap_log, superevent, skymap_name, em_bright_json,
                      p_astro_json):
     """Send the preliminary notice, naming the version of the sky map just
@@ -398,7 +275,8 @@ def send_preliminary(skymap_log, superevent, skymap_name, em_bright_json,
                                      p_astro_json, followups)).delay()
 
 
-@app.task(shared=False, ignore_result=True)
+@app.task(shared=False, ignore_result=True, acks_late=True,
+          reject_on_worker_lost=True)
 def followup_products(superevent, skymap_filename, em_bright_json,
                       p_astro_json):
     """After the notice: download the superevent's sky map (if any) once,

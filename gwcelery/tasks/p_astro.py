@@ -5,8 +5,11 @@ This uses the LVK's ``p-astro`` package (``ligo.p_astro``), which runs
 offline: it ships its expected source counts and the FAR/SNR thresholds of
 the searches. Its FAR-based model is the one the LVK applied to the
 searches that publish no ranking-statistic histograms (MBTA, PyCBC, SPIIR)
-in O3; we apply it to every pipeline, since the GstLAL ranking-statistic
-data cannot be had here.
+in O3. O4 searches upload their own ``{pipeline}.p_astro.json`` with the
+candidate, and the orchestrator uses it
+(:mod:`gwcelery.tasks.orchestrator_uploads`); we apply this model to the
+candidates of searches that did not, whatever the pipeline, since the
+GstLAL ranking-statistic data cannot be had here.
 
 The model, in brief (``ligo.p_astro.computation``): the foreground density
 of a candidate of network SNR :math:`\\rho` is that of a uniform-in-volume

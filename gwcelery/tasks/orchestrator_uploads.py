@@ -1,0 +1,298 @@
+"""The orchestrator, per event: what each search's uploads start.
+
+**Localisation.** BAYESTAR needs the candidate (``coinc.xml``) and the
+detectors' noise PSDs. The O4 searches put the PSDs inside ``coinc.xml``;
+O3-style uploads carry them in a separate ``psd.xml.gz`` uploaded right
+after. The rule (:func:`localizes`): the event's creation (its ``new``
+alert, which carries ``coinc.xml``) localises if ``coinc.xml`` has PSDs;
+the ``psd.xml.gz`` upload localises only if it does not. Each event is
+thus localised once, from whichever upload completes its input, and
+ligo.skymap's reader reads the PSDs in both cases
+(:func:`gwcelery.tasks.bayestar.read_event`).
+
+**Classification.** O4 searches upload their own source classification
+(``{pipeline}.p_astro.json``) and some their own source properties
+(``{pipeline}.em_bright.json``) shortly after the candidate. Their upload
+(a ``log`` alert) is checked and labels the event PASTRO_READY or
+EMBRIGHT_READY (:func:`adopt_product`). After
+:obj:`~gwcelery.conf.pipeline_products_wait` seconds from the event's
+creation, :func:`complete_products` reads the event's log and computes
+only what the search did not provide (:func:`missing_products`): the
+source properties (``em_bright.json``) and the classification
+(``{pipeline}.p_astro.json``), each uploaded and labelled. A search's file
+that cannot be read is logged and replaced by ours.
+
+**Bursts.** The search uploads its own sky map; its FITS upload labels the
+event SKYMAP_READY.
+"""
+
+import json
+import math
+
+from celery import chain, group
+from celery.utils.log import get_task_logger
+
+from .. import app
+from . import (
+    bayestar,
+    em_bright,
+    gracedb,
+    lifecycle,
+    localization_order,
+    lvalert,
+    p_astro,
+    superevents,
+)
+
+log = get_task_logger(__name__)
+
+EM_BRIGHT_FILENAME = 'em_bright.json'
+"""Source properties file that we compute for a CBC event."""
+
+COINC_FILENAME = 'coinc.xml'
+"""The candidate file that CBC pipelines upload."""
+
+PSD_FILENAME = 'psd.xml.gz'
+"""The noise spectra that O3-style CBC pipelines upload after the
+candidate."""
+
+CBC_NODES = tuple(f'{prefix}_{pipeline}'
+                  for pipeline, group_name
+                  in superevents.PIPELINE_GROUPS.items()
+                  if group_name == 'CBC' for prefix in ('cbc', 'test'))
+"""LVAlert nodes of the CBC searches (production/MDC and Test)."""
+
+BURST_NODES = tuple(f'{prefix}_{pipeline}'
+                    for pipeline, group_name
+                    in superevents.PIPELINE_GROUPS.items()
+                    if group_name == 'Burst' for prefix in ('burst', 'test'))
+"""LVAlert nodes of the burst searches (production/MDC and Test)."""
+
+#: Label of each classification product once it exists.
+PRODUCT_LABELS = {'p_astro': 'PASTRO_READY', 'em_bright': 'EMBRIGHT_READY'}
+
+#: Keys (all probabilities) that a search's file must have, by product.
+PRODUCT_KEYS = {'p_astro': ('BNS', 'NSBH', 'BBH', 'Terrestrial'),
+                'em_bright': ('HasNS', 'HasRemnant')}
+
+
+def _is_candidate(event):
+    """Whether an event can become part of an alert: it has a FAR below
+    the superevent manager's threshold (others are never in a
+    superevent, so their products would be wasted)."""
+    far = event.get('far')
+    return far is not None and far <= app.conf.superevent_far_threshold
+
+
+def pipeline_filenames(pipeline):
+    """The files in which ``pipeline`` provides its own products:
+    ``{'p_astro': 'gstlal.p_astro.json', 'em_bright':
+    'gstlal.em_bright.json'}`` for gstlal."""
+    return {'p_astro': p_astro.filename(pipeline),
+            'em_bright': f'{pipeline.lower()}.em_bright.json'}
+
+
+def product_of_upload(filename, pipeline):
+    """Which product (``'p_astro'``, ``'em_bright'``) a file uploaded to
+    an event of ``pipeline`` is the search's own, or ``None``."""
+    return next((kind for kind, name in pipeline_filenames(pipeline).items()
+                 if name == filename), None)
+
+
+def missing_products(filenames, pipeline):
+    """The products to compute for an event whose log holds
+    ``filenames``: those its search did not upload, in a fixed order."""
+    own = pipeline_filenames(pipeline)
+    return [kind for kind in PRODUCT_LABELS if own[kind] not in filenames]
+
+
+def localizes(trigger, coinc_has_psds):
+    """Whether ``trigger`` (``'coinc'``: the event's creation; ``'psd'``:
+    a ``psd.xml.gz`` upload) starts BAYESTAR for an event whose
+    ``coinc.xml`` has (or lacks) PSDs. Exactly one of the two does."""
+    return coinc_has_psds if trigger == 'coinc' else not coinc_has_psds
+
+
+def check_product(kind, contents):
+    """Return the parsed product file of a search, or raise
+    :class:`ValueError` saying what is wrong with it (not JSON, a key
+    missing, a value that is not a probability)."""
+    try:
+        data = json.loads(contents)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f'not JSON: {exc}') from None
+    if not isinstance(data, dict):
+        raise ValueError('not a JSON object')
+    for key in PRODUCT_KEYS[kind]:
+        value = data.get(key)
+        if (not isinstance(value, (int, float)) or isinstance(value, bool)
+                or not 0 <= value <= 1):
+            raise ValueError(f'{key} is {value!r}, not a probability')
+    if kind == 'p_astro' and not math.isclose(
+            sum(data[key] for key in PRODUCT_KEYS[kind]), 1, abs_tol=1e-3):
+        raise ValueError('the probabilities do not sum to 1')
+    return data
+
+
+@lvalert.handler(*CBC_NODES, alert_types=('new', 'log'), shared=False,
+                 ignore_result=True)
+def handle_cbc_event(alert):
+    """Annotate a CBC event (see the module docstring): on ``new``,
+    localise if ``coinc.xml`` has PSDs and, after a short wait, compute
+    the missing products; on ``log``, localise on ``psd.xml.gz`` if
+    ``coinc.xml`` has none, and adopt the search's own products."""
+    event = alert['object']
+    graceid = event['graceid']
+    if not _is_candidate(event):
+        return
+    if alert['alert_type'] == 'new':
+        chain(gracedb.download.si(COINC_FILENAME, graceid),
+              localize_coinc.s(graceid)).delay()
+        chain(gracedb.get_log.si(graceid),
+              complete_products.s(event)).apply_async(
+            countdown=app.conf.pipeline_products_wait)
+        return
+    filename = (alert.get('data') or {}).get('filename')
+    if filename == PSD_FILENAME:
+        localize_canvas(graceid).delay()
+    kind = product_of_upload(filename, event['pipeline'])
+    if kind:
+        chain(gracedb.download.si(filename, graceid),
+              adopt_product.s(kind, event)).delay()
+
+
+@app.task(shared=False, ignore_result=True)
+def complete_products(log_entries, event):
+    """Compute the products that the event's search did not upload
+    (:func:`missing_products`): download ``coinc.xml`` once, then each in
+    parallel."""
+    filenames = {entry.get('filename') for entry in log_entries}
+    kinds = missing_products(filenames, event['pipeline'])
+    log.info('%s: computing %s (not uploaded by %s)', event['graceid'],
+             ', '.join(kinds) or 'nothing', event['pipeline'])
+    if kinds:
+        chain(gracedb.download.si(COINC_FILENAME, event['graceid']),
+              group(compute_canvas(kind, event) for kind in kinds)).delay()
+
+
+def compute_canvas(kind, event):
+    """From the downloaded ``coinc.xml``: compute one product, upload it
+    and label the event."""
+    graceid = event['graceid']
+    if kind == 'em_bright':
+        compute = em_bright.source_properties.s()
+        upload = gracedb.upload.s(EM_BRIGHT_FILENAME, graceid,
+                                  'Source properties (HasNS, HasRemnant)',
+                                  ['em_bright', 'public'])
+    else:
+        compute = p_astro.compute_p_astro.s(event)
+        upload = gracedb.upload.s(p_astro.filename(event['pipeline']),
+                                  graceid, 'Source classification (p_astro)',
+                                  ['p_astro', 'public'])
+    return chain(compute, upload,
+                 gracedb.create_label.si(PRODUCT_LABELS[kind], graceid))
+
+
+@app.task(shared=False, ignore_result=True)
+def adopt_product(contents, kind, event):
+    """Label the event from its search's own product file if the file is
+    sound (:func:`check_product`); otherwise say why in the log and
+    compute our own."""
+    graceid = event['graceid']
+    try:
+        check_product(kind, contents)
+    except ValueError as exc:
+        message = (f'{event["pipeline"]} uploaded an unusable {kind} file '
+                   f'({exc}): computing it instead')
+        log.error('%s: %s', graceid, message)
+        gracedb.upload.delay(None, None, graceid, message, [kind])
+        chain(gracedb.download.si(COINC_FILENAME, graceid),
+              compute_canvas(kind, event)).delay()
+        return
+    log.info('%s: using %s\'s own %s', graceid, event['pipeline'], kind)
+    gracedb.create_label.delay(PRODUCT_LABELS[kind], graceid)
+
+
+@app.task(shared=False, ignore_result=True)
+def localize_coinc(coinc_bytes, graceid):
+    """On the event's creation: localise from ``coinc.xml`` alone if it
+    carries the PSDs (:func:`localizes`)."""
+    if localizes('coinc', bayestar.coinc_has_psds(coinc_bytes)):
+        localize_chain(coinc_bytes, None, graceid).delay()
+    else:
+        log.info('%s: coinc.xml has no PSDs: localising on %s', graceid,
+                 PSD_FILENAME)
+
+
+def localize_canvas(graceid):
+    """Download ``coinc.xml`` and ``psd.xml.gz``, then
+    :func:`localize_files`; a failure is reported in the logs."""
+    return chain(
+        group(gracedb.download.si(COINC_FILENAME, graceid),
+              gracedb.download.si(PSD_FILENAME, graceid)),
+        localize_files.s(graceid),
+    ).on_error(localization_failed.s(graceid))
+
+
+@app.task(shared=False, ignore_result=True)
+def localize_files(files, graceid):
+    """Given the downloaded ``[coinc.xml, psd.xml.gz]`` contents, localise
+    unless ``coinc.xml`` has PSDs of its own (then the event's creation
+    did: :func:`localizes`)."""
+    coinc_bytes, psd_bytes = files
+    if localizes('psd', bayestar.coinc_has_psds(coinc_bytes)):
+        localize_chain(coinc_bytes, psd_bytes, graceid).delay()
+    else:
+        log.info('%s: coinc.xml has its own PSDs and was localised from '
+                 'them: %s ignored', graceid, PSD_FILENAME)
+
+
+def localize_chain(coinc_bytes, psd_bytes, graceid):
+    """Localise (:func:`gwcelery.tasks.localization_order.localize`,
+    openmp queue, the preferred events' localisations first), upload the
+    sky map and label the event SKYMAP_READY; a failure is reported in
+    the logs."""
+    return chain(
+        localization_order.localize.si(coinc_bytes, psd_bytes, graceid),
+        gracedb.upload.s(bayestar.SKYMAP_FILENAME, graceid,
+                         'Sky localization complete (BAYESTAR)',
+                         ['sky_loc', 'public']),
+        gracedb.create_label.si('SKYMAP_READY', graceid),
+    ).on_error(localization_failed.s(graceid))
+
+
+@app.task(shared=False, ignore_result=True)
+def localization_failed(request, exc, traceback, graceid):
+    """Error callback of the localisation: write the failure to the
+    event's log and, if it is in one, to its superevent's (an alert then
+    goes out without this sky map, see
+    :func:`gwcelery.tasks.orchestrator.fallback_preliminary`)."""
+    message = (f'Sky localization of {graceid} failed in '
+               f'{request.task}: {type(exc).__name__}: {exc}')
+    log.error('%s', message)
+    gracedb.upload.delay(None, None, graceid, message, ['sky_loc'])
+    chain(gracedb.get_event.si(graceid),
+          log_on_superevent.s(message)).delay()
+
+
+@app.task(shared=False, ignore_result=True)
+def log_on_superevent(event, message):
+    """Write ``message`` to the log of the superevent of ``event`` (if
+    it is in one yet)."""
+    superevent_id = event.get('superevent')
+    if superevent_id:
+        gracedb.upload.delay(None, None, superevent_id, message,
+                             ['sky_loc'])
+
+
+@lvalert.handler(*BURST_NODES, alert_types=('log',), shared=False,
+                 ignore_result=True)
+def handle_burst_event(alert):
+    """Label a burst event SKYMAP_READY once its pipeline uploaded a FITS
+    sky map."""
+    event = alert['object']
+    filename = (alert.get('data') or {}).get('filename') or ''
+    if (alert['alert_type'] == 'log'
+            and filename.endswith(lifecycle.FITS_SUFFIXES)
+            and _is_candidate(event)):
+        gracedb.create_label.delay('SKYMAP_READY', event['graceid'])
