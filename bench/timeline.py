@@ -9,6 +9,7 @@ long it ran) interleaved with the alerts of the candidate, so that the
 gaps that are not work stand out.
 """
 
+import itertools
 import threading
 import time
 
@@ -107,7 +108,7 @@ def print_timeline(title, tasks, marks, start):
     for offset, text in rows:
         print(f'  {offset:8.3f}  {text}')
     gaps = sorted(((later[0] - earlier[0], earlier[1], later[1])
-                   for earlier, later in zip(rows, rows[1:])),
+                   for earlier, later in itertools.pairwise(rows)),
                   reverse=True)[:5]
     print('  largest gaps between steps (s):')
     for gap, earlier, later in gaps:
