@@ -390,10 +390,14 @@ def listen(self):
         _listen_redis(self, nodes)
     elif transport == 'kafka':
         from ..kafka import igwn_alert
-        igwn_alert.listen(self, app.conf, nodes, process_message)
+
+        def process_or_raise(node, text):
+            # Raising leaves the offset uncommitted: read again later.
+            return process_message(node, text, _BROKER_ERRORS)
+        igwn_alert.listen(self, app.conf, nodes, process_or_raise)
     else:
         log.error('LVAlert: unknown lvalert_transport %r (expected '
-                  "'xmpp' or 'redis'); idle until stopped", transport)
+                  "'xmpp', 'redis' or 'kafka'); idle until stopped", transport)
         while not wait_unless_aborted(self, 60):
             pass
     log.info('LVAlert: listener stopped')
