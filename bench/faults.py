@@ -57,8 +57,8 @@ NOT_RUN = {
         'killed worker main process only after the visibility timeout '
         '(3600 s)',
     'gracedb-down-30s / 503-reset-delay proxy':
-        'not run here: covered by tests/test_tasks_gracedb.py (retries, '
-        'no duplicate creations)',
+        'run by bench/faults_gracedb.py (GRB notices while GraceDB is '
+        'down 30 s or behind a faulty proxy)',
     'gcn-malformed':
         'not run here: covered by tests/test_gcn_listen_integration.py',
 }
