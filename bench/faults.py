@@ -52,15 +52,13 @@ LISTENER = 'gwcelery.tasks.lvalert.listen'
 #: Scenarios of the issue not run by this bench, and why.
 NOT_RUN = {
     'worker-kill (general, openmp, superevent, exttrig)':
-        'not run: needs the whole alert path; a task of a killed pool '
-        'process is redelivered at once (reject_on_worker_lost), one of a '
-        'killed worker main process only after the visibility timeout '
-        '(3600 s)',
+        'run by bench/faults_workers.py (pool and main process SIGKILL; '
+        'a main kill is redelivered only after the visibility timeout)',
     'gracedb-down-30s / 503-reset-delay proxy':
         'run by bench/faults_gracedb.py (GRB notices while GraceDB is '
         'down 30 s or behind a faulty proxy)',
     'gcn-malformed':
-        'not run here: covered by tests/test_gcn_listen_integration.py',
+        'run by bench/faults_gcn.py (10,000 hostile packets)',
 }
 
 
