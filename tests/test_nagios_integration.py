@@ -124,7 +124,7 @@ def test_each_part_stopped_in_turn(deployment):
     assert code == 0, parts
     assert set(parts) == {'broker', 'workers', 'queues', 'gcn.listen',
                           'gcn.broker', 'lvalert.listen', 'voevent broker',
-                          'gracedb', 'flower'}
+                          'gracedb', 'flower', 'console'}
     assert {state for state, _ in parts.values()} == {'OK'}
     assert parts['voevent broker'][1].endswith(
         'accepts connections from 127.0.0.1')
@@ -171,3 +171,4 @@ def test_each_part_stopped_in_turn(deployment):
     code, parts = status(deployment)
     assert code == 2
     assert parts['flower'][0] == 'WARNING'
+    assert parts['console'][0] == 'WARNING'
