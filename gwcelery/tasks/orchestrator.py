@@ -237,7 +237,11 @@ def publish_products(contents, superevent, names):
             f'Sky map copied from {preferred}', ['sky_loc', 'public']))
     # Concurrent: one GraceDB round trip instead of three on the alert's
     # path. The sky map's entry (last result) names its file version.
-    chain(group(uploads), core.get_last.s(),
+    # Celery unrolls a group of one into the task itself, whose result is
+    # then the entry, not a list of entries.
+    copies = ((group(uploads) | core.get_last.s()) if len(uploads) > 1
+              else uploads[0])
+    chain(copies,
           send_preliminary.s(superevent, skymap_name if skymap else None,
                              em_bright_json, p_astro_json)).delay()
     chain(gracedb.get_superevent.si(superevent_id),
