@@ -22,7 +22,8 @@ fault's end; with the defaults (cap 600 s) a retry may wait minutes.
 
 It prints a table like ``bench/faults.py``: scenario, trials, notices
 sent, events (triggers with an event), lost, duplicated, the longest time
-from the fault's end to the last event.
+from the fault's end to the last event, and the retries the worker
+logged (those after a read time-out are where a duplicate could arise).
 
     python bench/faults_gracedb.py [--trials 2] [--notices 60]
 """
@@ -84,6 +85,13 @@ class Stack:
     @staticmethod
     def hostname():
         return f'exttrig@{os.uname().nodename}'
+
+    def retries(self):
+        """How many retries, and how many after a read time-out, the
+        worker logged so far."""
+        with open(os.path.join(self.workdir, 'worker.log'), 'rb') as f:
+            text = f.read().decode(errors='replace')
+        return text.count('Retry in'), text.count('ReadTimeout')
 
     def restart_server(self, outage):
         """Stop the GraceDB server for ``outage`` seconds."""
@@ -156,19 +164,23 @@ def main():
             first = 800000000
             for name, fault in scenarios:
                 results = []
+                before = stack.retries()
                 for _ in range(args.trials):
                     results.append(trial(stack, first, args.notices,
                                          args.interval, fault))
                     first += args.notices
+                after = stack.retries()
                 rows.append((name, args.trials, args.trials * args.notices,
                              sum(r[0] for r in results),
                              sum(r[1] for r in results),
                              sum(r[2] for r in results),
-                             f'{max(r[3] for r in results):.1f}'))
+                             f'{max(r[3] for r in results):.1f}',
+                             f'{after[0] - before[0]} retries, '
+                             f'{after[1] - before[1]} after a time-out'))
         finally:
             stack.stop()
     header = ('scenario', 'trials', 'sent', 'delivered', 'lost', 'dup',
-              'recovery s')
+              'recovery s', 'note')
     print(' | '.join(header))
     for row in rows:
         print(' | '.join(str(cell) for cell in row))
