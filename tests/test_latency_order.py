@@ -90,13 +90,14 @@ def test_localization_of_a_quieter_event_waits(start_worker, gracedb):
         t_0=events['gstlal']['gpstime'],
         t_end=events['gstlal']['gpstime'] + 1, preferred_event=loud)
     client.superevents[superevent['superevent_id']].add(quiet)
+    client.events[quiet].logs.create(
+        comment='PSD', filename='psd.xml.gz',
+        filecontents=first2years.load_psd())
     worker = start_worker('openmp', 'openmp', *INCLUDE)
 
     busy = latency_tasks.hold.delay(1.5)
     time.sleep(0.5)
-    localization = localization_order.localize.delay(
-        first2years.load_candidate(0, 'pycbc'), first2years.load_psd(),
-        quiet)
+    localization = localization_order.localize.delay(quiet, 'psd')
     alert = latency_tasks.hold.delay(0)
     busy.get(timeout=120)
     alert.get(timeout=120)

@@ -53,9 +53,11 @@ def alert(alert_type, obj, data=None):
 
 
 def annotate(event, psd_entry):
-    """Feed the event's ``new`` and PSD ``log`` alerts to the handler."""
-    orchestrator_uploads.handle_cbc_event(alert('new', event))
-    orchestrator_uploads.handle_cbc_event(alert('log', event, psd_entry))
+    """Feed the event's ``new`` and PSD ``log`` alerts to the handler (as
+    tasks, as the listener does)."""
+    orchestrator_uploads.handle_cbc_event.delay(alert('new', event))
+    orchestrator_uploads.handle_cbc_event.delay(alert('log', event,
+                                                      psd_entry))
 
 
 def new_superevent(event):

@@ -23,6 +23,7 @@ import pytest
 from gwcelery import app
 from gwcelery.tasks import (
     gracedb,
+    localization_order,
     orchestrator,
     orchestrator_uploads,
     skymaps,
@@ -69,7 +70,7 @@ def file_versions(graceid, filename):
     ('coinc', True, True), ('psd', True, False),
     ('coinc', False, False), ('psd', False, True)])
 def test_exactly_one_upload_localizes(trigger, has_psds, expected):
-    assert orchestrator_uploads.localizes(trigger, has_psds) is expected
+    assert localization_order.localizes(trigger, has_psds) is expected
 
 
 def test_coinc_has_psds(coinc_bytes, o4_coinc_bytes):

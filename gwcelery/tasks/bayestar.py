@@ -16,6 +16,13 @@ log = logging.getLogger(__name__)
 #: Name of the sky map file that :func:`localize`'s output is uploaded as.
 SKYMAP_FILENAME = 'bayestar.multiorder.fits'
 
+#: The candidate file that CBC pipelines upload.
+COINC_FILENAME = 'coinc.xml'
+
+#: The noise spectra that O3-style CBC pipelines upload after the
+#: candidate.
+PSD_FILENAME = 'psd.xml.gz'
+
 
 def _omp_threads():
     """Number of OpenMP threads for BAYESTAR: the setting, else every core
@@ -58,18 +65,19 @@ def coinc_has_psds(coinc_bytes):
     return has_psds(read_ligolw(coinc_bytes))
 
 
-def read_event(coinc_bytes, psd_bytes=None):
+def read_event(coinc, psd_bytes=None):
     """Return the single coincidence of a GraceDB CBC upload as a
     :class:`ligo.skymap.io.events.Event`.
 
-    ``coinc_bytes`` is the LIGO-LW ``coinc.xml``. ``psd_bytes`` is the
+    ``coinc`` is the LIGO-LW ``coinc.xml``, as bytes or as the document
+    that :func:`read_ligolw` parsed from them. ``psd_bytes`` is the
     (optionally gzip-compressed) LIGO-LW PSD file uploaded beside it (O3
     style), or ``None`` when the PSDs are inside ``coinc.xml`` (O4 style).
     Either way ligo.skymap's own reader reads them.
     """
     from ligo.skymap.io.events import ligolw
 
-    doc = read_ligolw(coinc_bytes)
+    doc = read_ligolw(coinc) if isinstance(coinc, bytes) else coinc
     if psd_bytes is not None:
         psd_file = io.BytesIO(psd_bytes)
     elif has_psds(doc):
@@ -122,11 +130,17 @@ def localize(coinc_bytes, psd_bytes, graceid, disabled_detectors=()):
     Raises :class:`ValueError` or :class:`ArithmeticError` when BAYESTAR
     cannot localise the event (e.g. no usable detector).
     """
+    return localize_event(read_event(coinc_bytes, psd_bytes), graceid,
+                          disabled_detectors)
+
+
+def localize_event(event, graceid, disabled_detectors=()):
+    """:func:`localize` a coincidence already read by :func:`read_event`;
+    return the FITS bytes."""
     from ligo.skymap import omp
     from ligo.skymap.bayestar import localize as bayestar_localize
     from ligo.skymap.io.events import detector_disabled
 
-    event = read_event(coinc_bytes, psd_bytes)
     if disabled_detectors:
         source = detector_disabled.open({graceid: event},
                                         list(disabled_detectors))

@@ -94,21 +94,60 @@ def _superevent_of(graceid):
                    else None)
 
 
-@app.task(bind=True, queue='openmp', shared=False, max_retries=1)
-def localize(self, coinc_bytes, psd_bytes, graceid):
-    """Localise with :func:`gwcelery.tasks.bayestar.localize` (same
-    arguments and result), unless other alert-priority localisations
-    wait and this event cannot become preferred: then go back to the
-    queue at :data:`RECORD_PRIORITY` (see the module docstring)."""
-    priority = (self.request.delivery_info or {}).get('priority')
-    if (not app.conf.task_always_eager and not self.request.retries
-            and priority in (None, ALERT_PRIORITY)
-            and alert_localizations_waiting()):
-        event, superevent = _superevent_of(graceid)
-        if not can_become_preferred(event, superevent):
-            log.info('%s cannot become the preferred event of %s (%s is): '
-                     'localising it after the alerts\' sky maps', graceid,
-                     superevent['superevent_id'],
-                     superevent['preferred_event'])
-            raise self.retry(countdown=0, priority=RECORD_PRIORITY)
-    return bayestar.localize(coinc_bytes, psd_bytes, graceid)
+def localizes(trigger, coinc_has_psds):
+    """Whether ``trigger`` (``'coinc'``: the event's creation; ``'psd'``:
+    a ``psd.xml.gz`` upload) starts BAYESTAR for an event whose
+    ``coinc.xml`` has (or lacks) PSDs. Exactly one of the two does."""
+    return coinc_has_psds if trigger == 'coinc' else not coinc_has_psds
+
+
+def _should_wait(task, graceid):
+    """Whether the localisation of ``graceid`` that ``task`` is running
+    should go back to the queue at :data:`RECORD_PRIORITY` (see the
+    module docstring)."""
+    priority = (task.request.delivery_info or {}).get('priority')
+    if (app.conf.task_always_eager or task.request.retries
+            or priority not in (None, ALERT_PRIORITY)
+            or not alert_localizations_waiting()):
+        return False
+    event, superevent = _superevent_of(graceid)
+    if can_become_preferred(event, superevent):
+        return False
+    log.info('%s cannot become the preferred event of %s (%s is): '
+             'localising it after the alerts\' sky maps', graceid,
+             superevent['superevent_id'], superevent['preferred_event'])
+    return True
+
+
+@gracedb.task(bind=True, queue='openmp', shared=False, acks_late=True,
+              reject_on_worker_lost=True)
+def localize(self, graceid, trigger):
+    """Localise event ``graceid`` on the upload ``trigger`` that
+    completes its input (:func:`localizes`): read ``coinc.xml`` (and
+    ``psd.xml.gz`` if it has no PSDs) from GraceDB and run
+    :func:`gwcelery.tasks.bayestar.localize_event`; return the FITS bytes,
+    or ``None`` if the other trigger localises the event.
+
+    The task reads its input itself, in the openmp worker: no hop through
+    the general queue and no bytes through the broker before BAYESTAR,
+    and ``coinc.xml`` is parsed once. Unless other alert-priority
+    localisations wait and this event cannot become preferred: then it
+    goes back to the queue at :data:`RECORD_PRIORITY` first.
+    """
+    if _should_wait(self, graceid):
+        raise self.retry(countdown=0, priority=RECORD_PRIORITY)
+    doc = bayestar.read_ligolw(
+        gracedb.download(bayestar.COINC_FILENAME, graceid))
+    has_psds = bayestar.has_psds(doc)
+    if not localizes(trigger, has_psds):
+        if has_psds:
+            log.info('%s: coinc.xml has its own PSDs and was localised '
+                     'from them: %s ignored', graceid, bayestar.PSD_FILENAME)
+        else:
+            log.info('%s: coinc.xml has no PSDs: localising on %s',
+                     graceid, bayestar.PSD_FILENAME)
+        return None
+    psd_bytes = (None if has_psds
+                 else gracedb.download(bayestar.PSD_FILENAME, graceid))
+    return bayestar.localize_event(bayestar.read_event(doc, psd_bytes),
+                                   graceid)

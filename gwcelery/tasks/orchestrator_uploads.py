@@ -3,12 +3,14 @@
 **Localisation.** BAYESTAR needs the candidate (``coinc.xml``) and the
 detectors' noise PSDs. The O4 searches put the PSDs inside ``coinc.xml``;
 O3-style uploads carry them in a separate ``psd.xml.gz`` uploaded right
-after. The rule (:func:`localizes`): the event's creation (its ``new``
-alert, which carries ``coinc.xml``) localises if ``coinc.xml`` has PSDs;
-the ``psd.xml.gz`` upload localises only if it does not. Each event is
-thus localised once, from whichever upload completes its input, and
+after. The rule (:func:`gwcelery.tasks.localization_order.localizes`):
+the event's creation (its ``new`` alert) localises if ``coinc.xml`` has
+PSDs; the ``psd.xml.gz`` upload localises only if it does not. Each event
+is thus localised once, from whichever upload completes its input, and
 ligo.skymap's reader reads the PSDs in both cases
-(:func:`gwcelery.tasks.bayestar.read_event`).
+(:func:`gwcelery.tasks.bayestar.read_event`). The localisation task reads
+its input from GraceDB itself and decides there, in the openmp worker
+(:func:`localize_canvas`).
 
 **Classification.** O4 searches upload their own source classification
 (``{pipeline}.p_astro.json``) and some their own source properties
@@ -49,10 +51,10 @@ log = get_task_logger(__name__)
 EM_BRIGHT_FILENAME = 'em_bright.json'
 """Source properties file that we compute for a CBC event."""
 
-COINC_FILENAME = 'coinc.xml'
+COINC_FILENAME = bayestar.COINC_FILENAME
 """The candidate file that CBC pipelines upload."""
 
-PSD_FILENAME = 'psd.xml.gz'
+PSD_FILENAME = bayestar.PSD_FILENAME
 """The noise spectra that O3-style CBC pipelines upload after the
 candidate."""
 
@@ -106,13 +108,6 @@ def missing_products(filenames, pipeline):
     return [kind for kind in PRODUCT_LABELS if own[kind] not in filenames]
 
 
-def localizes(trigger, coinc_has_psds):
-    """Whether ``trigger`` (``'coinc'``: the event's creation; ``'psd'``:
-    a ``psd.xml.gz`` upload) starts BAYESTAR for an event whose
-    ``coinc.xml`` has (or lacks) PSDs. Exactly one of the two does."""
-    return coinc_has_psds if trigger == 'coinc' else not coinc_has_psds
-
-
 def check_product(kind, contents):
     """Return the parsed product file of a search, or raise
     :class:`ValueError` saying what is wrong with it (not JSON, a key
@@ -146,15 +141,14 @@ def handle_cbc_event(alert):
     if not _is_candidate(event):
         return
     if alert['alert_type'] == 'new':
-        chain(gracedb.download.si(COINC_FILENAME, graceid),
-              localize_coinc.s(graceid)).delay()
+        localize_canvas(graceid, 'coinc').delay()
         chain(gracedb.get_log.si(graceid),
               complete_products.s(event)).apply_async(
             countdown=app.conf.pipeline_products_wait)
         return
     filename = (alert.get('data') or {}).get('filename')
     if filename == PSD_FILENAME:
-        localize_canvas(graceid).delay()
+        localize_canvas(graceid, 'psd').delay()
     kind = product_of_upload(filename, event['pipeline'])
     if kind:
         chain(gracedb.download.si(filename, graceid),
@@ -213,52 +207,29 @@ def adopt_product(contents, kind, event):
     gracedb.create_label.delay(PRODUCT_LABELS[kind], graceid)
 
 
-@app.task(shared=False, ignore_result=True)
-def localize_coinc(coinc_bytes, graceid):
-    """On the event's creation: localise from ``coinc.xml`` alone if it
-    carries the PSDs (:func:`localizes`)."""
-    if localizes('coinc', bayestar.coinc_has_psds(coinc_bytes)):
-        localize_chain(coinc_bytes, None, graceid).delay()
-    else:
-        log.info('%s: coinc.xml has no PSDs: localising on %s', graceid,
-                 PSD_FILENAME)
-
-
-def localize_canvas(graceid):
-    """Download ``coinc.xml`` and ``psd.xml.gz``, then
-    :func:`localize_files`; a failure is reported in the logs."""
+def localize_canvas(graceid, trigger):
+    """Localise the event if ``trigger`` completes its input
+    (:func:`gwcelery.tasks.localization_order.localize`, openmp queue,
+    the preferred events' localisations first), then
+    :func:`publish_skymap`; a failure is reported in the logs."""
     return chain(
-        group(gracedb.download.si(COINC_FILENAME, graceid),
-              gracedb.download.si(PSD_FILENAME, graceid)),
-        localize_files.s(graceid),
+        localization_order.localize.si(graceid, trigger),
+        publish_skymap.s(graceid),
     ).on_error(localization_failed.s(graceid))
 
 
-@app.task(shared=False, ignore_result=True)
-def localize_files(files, graceid):
-    """Given the downloaded ``[coinc.xml, psd.xml.gz]`` contents, localise
-    unless ``coinc.xml`` has PSDs of its own (then the event's creation
-    did: :func:`localizes`)."""
-    coinc_bytes, psd_bytes = files
-    if localizes('psd', bayestar.coinc_has_psds(coinc_bytes)):
-        localize_chain(coinc_bytes, psd_bytes, graceid).delay()
-    else:
-        log.info('%s: coinc.xml has its own PSDs and was localised from '
-                 'them: %s ignored', graceid, PSD_FILENAME)
-
-
-def localize_chain(coinc_bytes, psd_bytes, graceid):
-    """Localise (:func:`gwcelery.tasks.localization_order.localize`,
-    openmp queue, the preferred events' localisations first), upload the
-    sky map and label the event SKYMAP_READY; a failure is reported in
-    the logs."""
-    return chain(
-        localization_order.localize.si(coinc_bytes, psd_bytes, graceid),
-        gracedb.upload.s(bayestar.SKYMAP_FILENAME, graceid,
-                         'Sky localization complete (BAYESTAR)',
-                         ['sky_loc', 'public']),
-        gracedb.create_label.si('SKYMAP_READY', graceid),
-    ).on_error(localization_failed.s(graceid))
+@gracedb.task(shared=False, ignore_result=True)
+def publish_skymap(skymap, graceid):
+    """Upload the sky map (``None``: this trigger did not localise) to the
+    event, then label it SKYMAP_READY: two requests in one task, no hop
+    between them on the alert's path. A retry does not upload twice
+    (:func:`gwcelery.tasks.gracedb.upload`)."""
+    if skymap is None:
+        return
+    gracedb.upload(skymap, bayestar.SKYMAP_FILENAME, graceid,
+                   'Sky localization complete (BAYESTAR)',
+                   ['sky_loc', 'public'])
+    gracedb.create_label('SKYMAP_READY', graceid)
 
 
 @app.task(shared=False, ignore_result=True)
