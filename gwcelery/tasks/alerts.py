@@ -219,13 +219,18 @@ def register_with_coincidence(coincidence, superevent, alert_type,
 
 
 @app.task(shared=False, ignore_result=True, acks_late=True,
-          reject_on_worker_lost=True)
+          reject_on_worker_lost=True,
+          autoretry_for=(redis.ConnectionError, redis.TimeoutError),
+          retry_backoff=True, retry_backoff_max=60, max_retries=None)
 def send_voevent(filename, superevent, skymap_filename, em_bright_json,
                  p_astro_json, followups=(), coincidence=None):
     """Build our VOEvent for GraceDB's record ``filename``; send it to
-    GCN; upload it as the latest version of ``filename``; then start the
-    ``followups`` (signatures, in parallel). An Initial or Retraction
-    that another record already claimed is not sent."""
+    GCN (:func:`gwcelery.tasks.gcn.send`, inline: one hop less on the
+    alert's path); upload it as the latest version of ``filename``; then
+    start the ``followups`` (signatures, in parallel). An Initial or
+    Retraction that another record already claimed is not sent. Retries
+    while Redis is unreachable: the claim and the queueing are both safe
+    to repeat."""
     superevent_id, _, alert_type = parse_filename(filename)
     if alert_type in ONCE_ONLY and not claim(superevent_id, alert_type,
                                              filename):
@@ -237,8 +242,8 @@ def send_voevent(filename, superevent, skymap_filename, em_bright_json,
         return
     payload = build_notice(filename, superevent, skymap_filename,
                            em_bright_json, p_astro_json, coincidence)
-    steps = [gcn.send.si(payload),
-             gracedb.upload.si(payload, filename, superevent_id,
+    gcn.send(payload)
+    steps = [gracedb.upload.si(payload, filename, superevent_id,
                                SENT_COMMENT,
                                ['em_follow', 'public'])]
     if followups:

@@ -288,8 +288,9 @@ def send_automatic(state, superevent, alert_type, skymap_filename=None,
                         gracedb.get_log.si(superevent_id)),
                   decide_signoff.s(app.conf.advocate_ok_label)).delay()
         return
-    alerts.register.delay(superevent, alert_type, skymap_filename,
-                          em_bright_json, p_astro_json, followups)
+    # Inline: one hop less on the alert's path.
+    alerts.register(superevent, alert_type, skymap_filename, em_bright_json,
+                    p_astro_json, followups)
 
 
 @app.task(shared=False, ignore_result=True)

@@ -153,10 +153,15 @@ def fallback_preliminary(superevent):
 
 
 def preliminary_alert(superevent):
-    """The canvas of a preliminary alert: read the preferred event's log
-    to see which products exist, then :func:`download_products`."""
-    return chain(gracedb.get_log.si(superevent['preferred_event']),
-                 download_products.s(superevent))
+    """The canvas of a preliminary alert: read at once the preferred
+    event's log (which products exist) and the superevent's labels and log
+    (whether an automatic notice may go out), then
+    :func:`copy_products`."""
+    superevent_id = superevent['superevent_id']
+    return chain(group(gracedb.get_log.si(superevent['preferred_event']),
+                       gracedb.get_labels.si(superevent_id),
+                       gracedb.get_log.si(superevent_id)),
+                 copy_products.s(superevent))
 
 
 def latest_files(log_entries):
@@ -186,64 +191,65 @@ def choose_products(log_entries):
     return [skymap, em_bright_file, p_astro_file]
 
 
-@app.task(shared=False, ignore_result=True, acks_late=True,
-          reject_on_worker_lost=True)
-def download_products(log_entries, superevent):
-    """Download the preferred event's products (:func:`choose_products`)
-    in parallel, then :func:`publish_products`."""
+@gracedb.task(shared=False)
+def copy_file(filename, source_id, target_id, message, tags,
+              target_filename=None, keep_text=False):
+    """Copy a file of event ``source_id`` to the log of ``target_id``
+    (under ``target_filename`` if given), downloading and uploading in
+    one task: the bytes never go through the broker. Return
+    ``[log entry, contents as text if keep_text else None]``. A retry
+    does not upload twice (:func:`gwcelery.tasks.gracedb.upload`)."""
+    contents = gracedb.download(filename, source_id)
+    entry = gracedb.upload(contents, target_filename or filename, target_id,
+                           message, tags)
+    return [entry, contents.decode() if keep_text else None]
+
+
+def copy_product(name, superevent, kind, target_name=None):
+    """Signature of :func:`copy_file` for one product of the preferred
+    event (``kind``: sky map, source properties, classification; ``None``
+    if it has none)."""
+    if name is None:
+        return core.identity.si([None, None])
     preferred = superevent['preferred_event']
-    names = choose_products(log_entries)
-    chain(group(gracedb.download.si(name, preferred) if name
-                else core.identity.si(None) for name in names),
-          publish_products.s(superevent, names)).delay()
+    tags = {'sky map': ['sky_loc', 'public'],
+            'source properties': ['em_bright', 'public'],
+            'source classification': ['p_astro', 'public']}[kind]
+    return copy_file.si(name, preferred, superevent['superevent_id'],
+                        f'{kind.capitalize()} copied from {preferred}', tags,
+                        target_name, keep_text=kind != 'sky map')
 
 
 @app.task(shared=False, ignore_result=True, acks_late=True,
           reject_on_worker_lost=True)
-def publish_products(contents, superevent, names):
-    """Copy the products to the superevent (concurrently), then
-    :func:`send_preliminary`. Also schedules :func:`repeat_if_changed`
-    after :obj:`~gwcelery.conf.superevent_clean_up_timeout`.
+def copy_products(state, superevent):
+    """Given ``[event log, superevent labels, superevent log]``: copy the
+    preferred event's products (:func:`choose_products`) to the
+    superevent, concurrently, then :func:`send_preliminary`. Also
+    schedules :func:`repeat_if_changed` after
+    :obj:`~gwcelery.conf.superevent_clean_up_timeout`.
 
     Nothing else is started before the notice is out: plots and circular
     come after it (:func:`followup_products`), so that they neither delay
     it nor compete with it for the processors."""
+    event_log, labels, superevent_log = state
     superevent_id = superevent['superevent_id']
     preferred = superevent['preferred_event']
-    skymap, em_bright_json, p_astro_json = contents
-    # The source properties go to the superevent as em_bright.json
-    # whichever file of the event they come from.
-    skymap_name, _, p_astro_name = names
-
-    uploads = []
-    if em_bright_json is not None:
-        uploads.append(gracedb.upload.si(
-            em_bright_json, EM_BRIGHT_FILENAME, superevent_id,
-            f'Source properties copied from {preferred}',
-            ['em_bright', 'public']))
-    if p_astro_json is not None:
-        uploads.append(gracedb.upload.si(
-            p_astro_json, p_astro_name, superevent_id,
-            f'Source classification copied from {preferred}',
-            ['p_astro', 'public']))
+    skymap, em_bright_file, p_astro_file = choose_products(event_log)
     if skymap is None:
-        uploads.append(gracedb.upload.si(
+        gracedb.upload.delay(
             None, None, superevent_id,
             f'No sky map available from {preferred}: the preliminary alert '
-            'goes out without one', ['sky_loc']))
-    else:
-        uploads.append(gracedb.upload.si(
-            skymap, skymap_name, superevent_id,
-            f'Sky map copied from {preferred}', ['sky_loc', 'public']))
-    # Concurrent: one GraceDB round trip instead of three on the alert's
-    # path. The sky map's entry (last result) names its file version.
-    # Celery unrolls a group of one into the task itself, whose result is
-    # then the entry, not a list of entries.
-    copies = ((group(uploads) | core.get_last.s()) if len(uploads) > 1
-              else uploads[0])
-    chain(copies,
-          send_preliminary.s(superevent, skymap_name if skymap else None,
-                             em_bright_json, p_astro_json)).delay()
+            'goes out without one', ['sky_loc'])
+    # The source properties go to the superevent as em_bright.json
+    # whichever file of the event they come from.
+    copies = group(
+        copy_product(skymap, superevent, 'sky map'),
+        copy_product(em_bright_file, superevent, 'source properties',
+                     EM_BRIGHT_FILENAME),
+        copy_product(p_astro_file, superevent, 'source classification'))
+    chain(copies, send_preliminary.s(superevent, [labels, superevent_log]))\
+        .delay()
     chain(gracedb.get_superevent.si(superevent_id),
           repeat_if_changed.s(preferred)).apply_async(
         countdown=app.conf.superevent_clean_up_timeout)
@@ -251,19 +257,21 @@ def publish_products(contents, superevent, names):
 
 @app.task(shared=False, ignore_result=True, acks_late=True,
           reject_on_worker_lost=True)
-def send_preliminary(skymap_log, superevent, skymap_name, em_bright_json,
-                     p_astro_json):
-    """Send the preliminary notice, naming the version of the sky map just
-    uploaded (``skymap_log`` is its log entry), unless the superevent's
-    current labels and notices block it
+def send_preliminary(copies, superevent, state):
+    """Send the preliminary notice with the copied products (``copies``:
+    :func:`copy_file`'s results, the sky map's entry naming its version),
+    unless the superevent's ``state`` (``[labels, log entries]``, read
+    when the alert began) blocks it
     (:func:`gwcelery.tasks.lifecycle.send_automatic`: an operator's
     decision, a retraction, DQV, INJ). After the notice: labels
     GCN_PRELIM_SENT and ADVREQ (the rapid-response team's sign-off), then
     :func:`followup_products`."""
     superevent_id = superevent['superevent_id']
+    (skymap_entry, _), (_, em_bright_json), (_, p_astro_json) = copies
     skymap_filename = None
-    if skymap_name is not None:
-        skymap_filename = f"{skymap_name},{skymap_log['file_version']}"
+    if skymap_entry is not None:
+        skymap_filename = (f"{skymap_entry['filename']},"
+                           f"{skymap_entry['file_version']}")
     followups = [
         gracedb.create_label.si(app.conf.superevent_frozen_label,
                                 superevent_id),
@@ -272,11 +280,10 @@ def send_preliminary(skymap_log, superevent, skymap_name, em_bright_json,
         followup_products.si(superevent, skymap_filename, em_bright_json,
                              p_astro_json),
     ]
-    chain(group(gracedb.get_labels.si(superevent_id),
-                gracedb.get_log.si(superevent_id)),
-          lifecycle.send_automatic.s(superevent, 'Preliminary',
-                                     skymap_filename, em_bright_json,
-                                     p_astro_json, followups)).delay()
+    # Inline: one hop less on the alert's path.
+    lifecycle.send_automatic(state, superevent, 'Preliminary',
+                             skymap_filename, em_bright_json, p_astro_json,
+                             followups)
 
 
 @app.task(shared=False, ignore_result=True, acks_late=True,
