@@ -237,14 +237,18 @@ def omegascan(t0, graceid):
                        f'{detector} omegascan', tags=LOG_TAGS)
 
 
+def is_frozen_label(alert):
+    """Whether a ``label_added`` alert is
+    :obj:`~gwcelery.conf.superevent_frozen_label` (the preliminary alert
+    went out)."""
+    return alert['data'].get('name') == app.conf['superevent_frozen_label']
+
+
 @lvalert.handler(*SUPEREVENT_NODES, alert_types=('label_added',),
-                 shared=False, ignore_result=True)
+                 when=is_frozen_label, shared=False, ignore_result=True)
 def handle_preliminary(alert):
     """Schedule the omega scans of a superevent once its preliminary alert
-    went out (label :obj:`~gwcelery.conf.superevent_frozen_label`) and its
-    frames can be on disk."""
-    if alert['data'].get('name') != app.conf['superevent_frozen_label']:
-        return
+    went out (:func:`is_frozen_label`) and its frames can be on disk."""
     superevent = alert['object']
     t0 = superevent['t_0']
     _, end = scans.data_span(t0, app.conf['omegascan_durations'])

@@ -46,13 +46,13 @@ def early_warning_blocked(labels, sent):
 
 
 @lvalert.handler(*superevents.NODES, alert_types=('label_added',),
-                 shared=False, ignore_result=True)
+                 when=lvalert.label_is('SKYMAP_READY'), shared=False,
+                 ignore_result=True)
 def handle_event(alert):
     """SKYMAP_READY on an early-warning event that passes the threshold:
     :func:`copy_skymap`, then the notice."""
     event = alert['object']
-    if (alert['data'].get('name') != 'SKYMAP_READY'
-            or not passes_early_warning_threshold(event)):
+    if not passes_early_warning_threshold(event):
         return
     graceid = event['graceid']
     chain(group(gracedb.get_event.si(graceid),

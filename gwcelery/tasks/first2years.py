@@ -295,17 +295,21 @@ def mock_signoff_status(superevent_id):
     return 'NO' if draw < app.conf.mock_signoff_no_fraction else 'OK'
 
 
+def is_advocate_request(alert):
+    """Whether a ``label_added`` alert is
+    :obj:`~gwcelery.conf.advocate_request_label`."""
+    return alert['data'].get('name') == app.conf.advocate_request_label
+
+
 @lvalert.handler('mdc_superevent', alert_types=('label_added',),
-                 shared=False, ignore_result=True)
+                 when=is_advocate_request, shared=False, ignore_result=True)
 def schedule_mock_signoff(alert):
     """Simulate the rapid-response team: an ``ADV`` signoff
     (:func:`mock_signoff_status`) :obj:`~gwcelery.conf.mock_signoff_delay`
     seconds after an MDC superevent's ADVREQ, where mock events are
     uploaded."""
     conf = app.conf
-    if (alert['data'].get('name') != conf.advocate_request_label
-            or not conf.mock_events_interval
-            or conf.mock_signoff_delay is None):
+    if not conf.mock_events_interval or conf.mock_signoff_delay is None:
         return
     superevent_id = alert['object']['superevent_id']
     gracedb.create_signoff.apply_async(

@@ -218,8 +218,29 @@ def refuse(superevent_id, message):
     gracedb.upload.delay(None, None, superevent_id, message, ['em_follow'])
 
 
+def is_decision_label(alert):
+    """Whether a ``label_added`` alert is of a sign-off result (ADVOK,
+    ADVNO) or a data-quality veto (DQV)."""
+    conf = app.conf
+    return alert['data'].get('name') in (conf.advocate_ok_label,
+                                         conf.advocate_no_label,
+                                         conf.data_quality_veto_label)
+
+
+def may_bring_update(alert):
+    """Whether a ``log`` alert of a superevent may call for an automatic
+    Update: a FITS sky map tagged ``sky_loc`` on a superevent signed off
+    OK (no Initial, so no Update, without ADVOK). The copies of a
+    preliminary alert thus start nothing."""
+    entry = alert['data']
+    return ((entry.get('filename') or '').endswith(FITS_SUFFIXES)
+            and 'sky_loc' in entry.get('tag_names', ())
+            and app.conf.advocate_ok_label in (
+                alert['object'].get('labels') or ()))
+
+
 @lvalert.handler(*SUPEREVENT_NODES, alert_types=('label_added',),
-                 shared=False, ignore_result=True)
+                 when=is_decision_label, shared=False, ignore_result=True)
 def handle_label(alert):
     """Act on a sign-off result (ADVOK, ADVNO) or a late data-quality
     veto (DQV) of a superevent."""
@@ -235,15 +256,13 @@ def handle_label(alert):
               note_late_veto.s(superevent_id)).delay()
 
 
-@lvalert.handler(*SUPEREVENT_NODES, alert_types=('log',), shared=False,
-                 ignore_result=True)
+@lvalert.handler(*SUPEREVENT_NODES, alert_types=('log',),
+                 when=may_bring_update, shared=False, ignore_result=True)
 def handle_skymap(alert):
-    """A sky map uploaded to a superevent: an automatic Update if
+    """A sky map uploaded to a superevent signed off OK
+    (:func:`may_bring_update`): an automatic Update if
     :func:`plan_automatic_update` says so."""
     entry = alert['data']
-    if not ((entry.get('filename') or '').endswith(FITS_SUFFIXES)
-            and 'sky_loc' in entry.get('tag_names', ())):
-        return
     superevent_id = alert['object']['superevent_id']
     chain(group(gracedb.get_superevent.si(superevent_id),
                 gracedb.get_log.si(superevent_id)),

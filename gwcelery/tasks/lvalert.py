@@ -23,6 +23,7 @@ not ours.
 """
 
 import asyncio
+import functools
 import json
 import time
 
@@ -50,28 +51,55 @@ log = get_task_logger(__name__)
 _handlers = DispatchTable(normalize=str)
 
 
-def handler(*nodes, alert_types=None, **task_kwargs):
+def handler(*nodes, alert_types=None, when=None, **task_kwargs):
     """Decorator: register a function as a Celery task and as the handler
     of LVAlert messages of the given nodes.
 
     Keyword arguments go to ``app.task`` (e.g. ``queue='superevent',
-    shared=False``), except `alert_types`: if given, the task is sent only
-    the alerts of these types (``'new'``, ``'label_added'``, ``'log'``,
-    ...), and the others cost it nothing. The task receives the decoded
-    alert (a dict)::
+    shared=False``), except `alert_types` and `when`: if given, the task
+    is sent only the alerts of these types (``'new'``, ``'label_added'``,
+    ``'log'``, ...) for which the predicate `when` (a pure function of
+    the alert, e.g. :func:`label_is`) is true, and the others cost it
+    nothing: no message, no hop, no worker process on the alerts' path.
+    The task itself applies `when` too, so a direct call filters alike.
+    The task receives the decoded alert (a dict)::
 
         @lvalert.handler('cbc_gstlal', 'cbc_pycbc', 'cbc_mbtaonline',
-                         alert_types=('new',))
+                         alert_types=('label_added',),
+                         when=lvalert.label_is('SKYMAP_READY'))
         def handle_cbc(alert):
             ...
     """
     accepts = None
-    if alert_types is not None:
-        alert_types = frozenset(alert_types)
+    if alert_types is not None or when is not None:
+        alert_types = None if alert_types is None else frozenset(alert_types)
 
         def accepts(alert):
-            return alert['alert_type'] in alert_types
-    return _handlers.handler(*nodes, accepts=accepts, **task_kwargs)
+            return ((alert_types is None
+                     or alert['alert_type'] in alert_types)
+                    and (when is None or when(alert)))
+    register = _handlers.handler(*nodes, accepts=accepts, **task_kwargs)
+    if when is None:
+        return register
+
+    def decorate(func):
+        @functools.wraps(func)
+        def when_accepted(*args):
+            # The task called directly (eager mode, tests, a console
+            # action) filters as the listener does.
+            return func(*args) if when(args[-1]) else None
+        return register(when_accepted)
+    return decorate
+
+
+def label_is(*names):
+    """Predicate for :func:`handler`'s ``when``: a ``label_added`` alert
+    of one of the labels ``names``."""
+    names = frozenset(names)
+
+    def accepts(alert):
+        return (alert.get('data') or {}).get('name') in names
+    return accepts
 
 
 def nodes_handled():

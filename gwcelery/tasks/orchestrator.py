@@ -79,10 +79,23 @@ update_alert = lifecycle.update_alert
 # --- per superevent -------------------------------------------------------
 
 
+def may_start_alert(alert):
+    """Whether a superevent's alert may start its preliminary alert (see
+    :func:`handle_superevent`): a new superevent, EM_READY, or an update
+    of one that has EM_READY and no preliminary alert yet."""
+    conf = app.conf
+    if alert['alert_type'] == 'label_added':
+        return alert['data'].get('name') == conf.superevent_em_ready_label
+    labels = alert['object'].get('labels') or ()
+    return alert['alert_type'] == 'new' or (
+        conf.superevent_em_ready_label in labels
+        and conf.superevent_frozen_label not in labels)
+
+
 @lvalert.handler(*SUPEREVENT_NODES,
-                 alert_types=('new', 'label_added', 'update'), shared=False,
-                 ignore_result=True, acks_late=True,
-                 reject_on_worker_lost=True)
+                 alert_types=('new', 'label_added', 'update'),
+                 when=may_start_alert, shared=False, ignore_result=True,
+                 acks_late=True, reject_on_worker_lost=True)
 def handle_superevent(alert):
     """Start the preliminary alert on EM_READY; on a new superevent,
     schedule :func:`fallback_preliminary` (not in the eager mode, which
@@ -105,14 +118,10 @@ def handle_superevent(alert):
         chain(gracedb.get_superevent.si(superevent_id),
               fallback_preliminary.s()).apply_async(
             countdown=app.conf.preliminary_alert_timeout)
-    elif (alert['alert_type'] == 'label_added'
-          and alert['data']['name'] == app.conf.superevent_em_ready_label):
+    elif alert['alert_type'] == 'label_added':
         if passes_threshold(superevent):
             preliminary_alert(superevent).delay()
-    elif (alert['alert_type'] == 'update'
-          and app.conf.superevent_em_ready_label in superevent['labels']
-          and app.conf.superevent_frozen_label not in superevent['labels']
-          and superevents.is_complete(superevent['preferred_event_data'])
+    elif (superevents.is_complete(superevent['preferred_event_data'])
           and passes_threshold(superevent)):
         preliminary_alert(superevent).delay()
 

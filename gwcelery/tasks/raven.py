@@ -365,22 +365,27 @@ def record_coincidence(result, superevent_id, ext_id):
     return result
 
 
-@gracedb.task('superevent', 'test_superevent', 'mdc_superevent',
-              via=lvalert.handler, alert_types=('new', 'update', 'log'),
-              queue='exttrig', shared=False)
-def handle_superevent(alert):
-    """Run the coincidence search for a new superevent, and again for a
-    coincident one (label ``EM_COINC``) when it changes (its preferred
-    event, hence its FAR) or gets a sky map."""
-    superevent_id = alert['uid']
+def calls_for_search(alert):
+    """Whether a superevent's alert calls for the coincidence search: a
+    new superevent, or a coincident one (label ``EM_COINC``) that changed
+    (its preferred event, hence its FAR) or got a sky map."""
     alert_type = alert['alert_type']
     if alert_type == 'new':
-        coincidence_search(superevent_id)
-        return
+        return True
     coincident = EM_COINC in (alert.get('object') or {}).get('labels', ())
-    if coincident and (alert_type == 'update' or (
-            alert_type == 'log' and is_skymap_log(alert['data']))):
-        coincidence_search(superevent_id, log_none=False)
+    return coincident and (alert_type == 'update' or (
+        alert_type == 'log' and is_skymap_log(alert['data'])))
+
+
+@gracedb.task('superevent', 'test_superevent', 'mdc_superevent',
+              via=lvalert.handler, alert_types=('new', 'update', 'log'),
+              when=calls_for_search, queue='exttrig', shared=False)
+def handle_superevent(alert):
+    """Run the coincidence search when the superevent's alert calls for it
+    (:func:`calls_for_search`); again (without logging a miss) for a
+    coincident one."""
+    coincidence_search(alert['uid'],
+                       log_none=alert['alert_type'] == 'new')
 
 
 @gracedb.task(shared=False)

@@ -68,12 +68,12 @@ def rerun_after_external_log(event, entry):
 
 
 @gracedb.task(*superevents.NODES, via=lvalert.handler,
-              alert_types=('label_added',), queue='exttrig', shared=False)
+              alert_types=('label_added',),
+              when=lvalert.label_is('SKYMAP_READY'), queue='exttrig',
+              shared=False)
 def handle_gw_skymap(alert):
     """SKYMAP_READY on a GW event: the coincidence search of its
     superevent again if :func:`rerun_after_gw_skymap`."""
-    if alert['data'].get('name') != 'SKYMAP_READY':
-        return
     event = alert['object']
     graceid = event['graceid']
     superevent_id = event.get('superevent')
@@ -97,17 +97,21 @@ def handle_external_skymap(alert):
         raven.coincidence_search.delay(event['graceid'], log_none=False)
 
 
-@lvalert.handler(*lifecycle.SUPEREVENT_NODES, alert_types=('label_added',),
-                 shared=False, ignore_result=True)
-def handle_raven_alert(alert):
-    """RAVEN_ALERT or EM_READY on a superevent: its preliminary alert if
-    :func:`gwcelery.tasks.lifecycle.plan_raven_preliminary` says so."""
+def is_raven_alert_label(alert):
+    """Whether a ``label_added`` alert is RAVEN_ALERT, or EM_READY on a
+    superevent labelled RAVEN_ALERT."""
     label = alert['data'].get('name')
-    if label not in (raven.RAVEN_ALERT, app.conf.superevent_em_ready_label):
-        return
-    labels = alert['object'].get('labels') or ()
-    if raven.RAVEN_ALERT not in labels and label != raven.RAVEN_ALERT:
-        return
+    return label == raven.RAVEN_ALERT or (
+        label == app.conf.superevent_em_ready_label
+        and raven.RAVEN_ALERT in (alert['object'].get('labels') or ()))
+
+
+@lvalert.handler(*lifecycle.SUPEREVENT_NODES, alert_types=('label_added',),
+                 when=is_raven_alert_label, shared=False, ignore_result=True)
+def handle_raven_alert(alert):
+    """RAVEN_ALERT or EM_READY on a superevent
+    (:func:`is_raven_alert_label`): its preliminary alert if
+    :func:`gwcelery.tasks.lifecycle.plan_raven_preliminary` says so."""
     superevent_id = alert['object']['superevent_id']
     chain(group(gracedb.get_superevent.si(superevent_id),
                 gracedb.get_log.si(superevent_id)),
