@@ -8,6 +8,7 @@ import pytest
 from gracedb_sdk import Client
 
 from gwcelery.tasks import first2years, localization_order
+from gwcelery.tasks.localization import localize
 
 from . import latency_tasks
 
@@ -97,7 +98,9 @@ def test_localization_of_a_quieter_event_waits(start_worker, gracedb):
 
     busy = latency_tasks.hold.delay(1.5)
     time.sleep(0.5)
-    localization = localization_order.localize.delay(quiet, 'psd')
+    localization = localize.delay({
+        'uid': quiet, 'alert_type': 'log', 'object': events['pycbc'],
+        'data': {'filename': 'psd.xml.gz'}})
     alert = latency_tasks.hold.delay(0)
     busy.get(timeout=120)
     alert.get(timeout=120)

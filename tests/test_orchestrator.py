@@ -10,7 +10,13 @@ import pytest
 from astropy.io import fits
 
 from gwcelery import app, voevent
-from gwcelery.tasks import alerts, gracedb, orchestrator, orchestrator_uploads
+from gwcelery.tasks import (
+    alerts,
+    gracedb,
+    localization,
+    orchestrator,
+    orchestrator_uploads,
+)
 from gwcelery.util.voevent_broker import VOEventQueue
 
 HIGH_FAR_COINC = (b'173834723,5.176954877338635e-16',
@@ -55,9 +61,9 @@ def alert(alert_type, obj, data=None):
 def annotate(event, psd_entry):
     """Feed the event's ``new`` and PSD ``log`` alerts to the handler (as
     tasks, as the listener does)."""
-    orchestrator_uploads.handle_cbc_event.delay(alert('new', event))
-    orchestrator_uploads.handle_cbc_event.delay(alert('log', event,
-                                                      psd_entry))
+    for message in (alert('new', event), alert('log', event, psd_entry)):
+        orchestrator_uploads.handle_cbc_event.delay(message)
+        localization.localize.delay(message)
 
 
 def new_superevent(event):

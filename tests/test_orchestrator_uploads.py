@@ -23,7 +23,7 @@ import pytest
 from gwcelery import app
 from gwcelery.tasks import (
     gracedb,
-    localization_order,
+    localization,
     orchestrator,
     orchestrator_uploads,
     skymaps,
@@ -53,9 +53,16 @@ def alert(alert_type, event, data=None):
             'object': event, 'data': event if data is None else data}
 
 
+def to_handlers(message):
+    """Hand an alert of a CBC event to its handlers, as the listener
+    does (each filters it with its predicate)."""
+    orchestrator_uploads.handle_cbc_event.delay(message)
+    localization.localize.delay(message)
+
+
 def log_alert(event, entry):
-    """Hand the handler the ``log`` alert of an upload to ``event``."""
-    orchestrator_uploads.handle_cbc_event(alert('log', event, entry))
+    """Hand the handlers the ``log`` alert of an upload to ``event``."""
+    to_handlers(alert('log', event, entry))
 
 
 def file_versions(graceid, filename):
@@ -70,7 +77,7 @@ def file_versions(graceid, filename):
     ('coinc', True, True), ('psd', True, False),
     ('coinc', False, False), ('psd', False, True)])
 def test_exactly_one_upload_localizes(trigger, has_psds, expected):
-    assert localization_order.localizes(trigger, has_psds) is expected
+    assert localization.localizes(trigger, has_psds) is expected
 
 
 def test_coinc_has_psds(coinc_bytes, o4_coinc_bytes):
@@ -78,6 +85,10 @@ def test_coinc_has_psds(coinc_bytes, o4_coinc_bytes):
 
     assert bayestar.coinc_has_psds(o4_coinc_bytes)
     assert not bayestar.coinc_has_psds(coinc_bytes)
+    # The bytes tell a coinc.xml without PSDs, gzip-compressed or not.
+    assert bayestar.may_have_psds(o4_coinc_bytes)
+    assert bayestar.may_have_psds(gzip.compress(o4_coinc_bytes))
+    assert not bayestar.may_have_psds(coinc_bytes)
 
 
 def test_o4_coinc_reads_the_same_psds(coinc_bytes, psd_bytes,
@@ -145,7 +156,7 @@ def test_o3_style_creation_does_not_localize(eager, coinc_bytes):
     leaves the localisation to the psd.xml.gz upload."""
     event = gracedb.create_event(coinc_bytes, 'AllSky', 'gstlal', 'CBC',
                                  filename='coinc.xml')
-    orchestrator_uploads.handle_cbc_event(alert('new', event))
+    to_handlers(alert('new', event))
     graceid = event['graceid']
     assert set(gracedb.get_labels(graceid)) == {'EMBRIGHT_READY',
                                                 'PASTRO_READY'}
@@ -165,7 +176,7 @@ def test_pipeline_products_are_used(eager, coinc_bytes):
     own = json.dumps(PIPELINE_P_ASTRO).encode()
     entry = gracedb.upload(own, 'gstlal.p_astro.json', graceid,
                            'Source classification', ['p_astro'])
-    orchestrator_uploads.handle_cbc_event(alert('new', event))
+    to_handlers(alert('new', event))
     log_alert(event, entry)
     assert set(gracedb.get_labels(graceid)) == {'EMBRIGHT_READY',
                                                 'PASTRO_READY'}
@@ -198,7 +209,7 @@ def test_o4_style_upload_localized_once_as_ligo_skymap_does(
     event = gracedb.create_event(o4_coinc_bytes, 'AllSky', 'gstlal', 'CBC',
                                  filename='coinc.xml')
     graceid = event['graceid']
-    orchestrator_uploads.handle_cbc_event(alert('new', event))
+    to_handlers(alert('new', event))
     assert 'SKYMAP_READY' in gracedb.get_labels(graceid)
     log_alert(event, gracedb.upload(psd_bytes, 'psd.xml.gz', graceid, 'PSD',
                                     ['psd']))

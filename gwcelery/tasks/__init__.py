@@ -11,6 +11,7 @@ from . import (
     first2years,  # noqa: F401
     gcn,  # noqa: F401
     gracedb,  # noqa: F401
+    localization,  # noqa: F401
     lvalert,  # noqa: F401
     orchestrator,  # noqa: F401
     p_astro,  # noqa: F401

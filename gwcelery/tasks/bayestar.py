@@ -4,6 +4,7 @@
 task at a time and gives it every core through OpenMP.
 """
 
+import gzip
 import io
 import logging
 import os
@@ -57,6 +58,15 @@ def has_psds(doc):
     return any(element.getAttribute('Name') == 'REAL8FrequencySeries'
                for element in doc.getElementsByTagName(ligolw.LIGO_LW.tagName)
                if element.hasAttribute('Name'))
+
+
+def may_have_psds(coinc_bytes):
+    """Whether a ``coinc.xml`` (optionally gzip-compressed) may carry PSDs
+    (:func:`has_psds`), told from its bytes without parsing it: a document
+    whose text never names ``REAL8FrequencySeries`` has none."""
+    if coinc_bytes[:2] == b'\x1f\x8b':
+        coinc_bytes = gzip.decompress(coinc_bytes)
+    return b'REAL8FrequencySeries' in coinc_bytes
 
 
 def coinc_has_psds(coinc_bytes):

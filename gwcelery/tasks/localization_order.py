@@ -11,11 +11,12 @@ when the worker is ready for the next localisation, not earlier.
 
 Every localisation is sent at :data:`ALERT_PRIORITY`: when it is sent,
 its event may not have joined its superevent yet. When it starts with
-other alert-priority localisations waiting behind it, :func:`localize`
-looks again (:func:`can_become_preferred`, the superevent manager's own
-ranking); one whose event cannot become preferred goes back to the queue
-at :data:`RECORD_PRIORITY`, behind the localisations that alerts need,
-and runs later for the record. The worker then takes the next
+other alert-priority localisations waiting behind it, the localisation
+(:func:`gwcelery.tasks.localization.localize`) looks again
+(:func:`should_wait`; :func:`can_become_preferred` applies the superevent
+manager's own ranking); one whose event cannot become preferred goes back
+to the queue at :data:`RECORD_PRIORITY`, behind the localisations that
+alerts need, and runs later for the record. The worker then takes the next
 alert-priority localisation. Nothing is ever skipped.
 """
 
@@ -26,7 +27,7 @@ from celery.signals import worker_process_init
 from celery.utils.log import get_task_logger
 
 from .. import app
-from . import bayestar, gracedb, superevents
+from . import gracedb, superevents
 
 log = get_task_logger(__name__)
 
@@ -94,17 +95,11 @@ def _superevent_of(graceid):
                    else None)
 
 
-def localizes(trigger, coinc_has_psds):
-    """Whether ``trigger`` (``'coinc'``: the event's creation; ``'psd'``:
-    a ``psd.xml.gz`` upload) starts BAYESTAR for an event whose
-    ``coinc.xml`` has (or lacks) PSDs. Exactly one of the two does."""
-    return coinc_has_psds if trigger == 'coinc' else not coinc_has_psds
-
-
-def _should_wait(task, graceid):
-    """Whether the localisation of ``graceid`` that ``task`` is running
-    should go back to the queue at :data:`RECORD_PRIORITY` (see the
-    module docstring)."""
+def should_wait(task, graceid):
+    """Whether the localisation of ``graceid`` that ``task`` (bound) is
+    running should go back to the queue at :data:`RECORD_PRIORITY`: it is
+    a first try at the alert priority, other alert-priority localisations
+    wait, and its event cannot become preferred."""
     priority = (task.request.delivery_info or {}).get('priority')
     if (app.conf.task_always_eager or task.request.retries
             or priority not in (None, ALERT_PRIORITY)
@@ -117,37 +112,3 @@ def _should_wait(task, graceid):
              'localising it after the alerts\' sky maps', graceid,
              superevent['superevent_id'], superevent['preferred_event'])
     return True
-
-
-@gracedb.task(bind=True, queue='openmp', shared=False, acks_late=True,
-              reject_on_worker_lost=True)
-def localize(self, graceid, trigger):
-    """Localise event ``graceid`` on the upload ``trigger`` that
-    completes its input (:func:`localizes`): read ``coinc.xml`` (and
-    ``psd.xml.gz`` if it has no PSDs) from GraceDB and run
-    :func:`gwcelery.tasks.bayestar.localize_event`; return the FITS bytes,
-    or ``None`` if the other trigger localises the event.
-
-    The task reads its input itself, in the openmp worker: no hop through
-    the general queue and no bytes through the broker before BAYESTAR,
-    and ``coinc.xml`` is parsed once. Unless other alert-priority
-    localisations wait and this event cannot become preferred: then it
-    goes back to the queue at :data:`RECORD_PRIORITY` first.
-    """
-    if _should_wait(self, graceid):
-        raise self.retry(countdown=0, priority=RECORD_PRIORITY)
-    doc = bayestar.read_ligolw(
-        gracedb.download(bayestar.COINC_FILENAME, graceid))
-    has_psds = bayestar.has_psds(doc)
-    if not localizes(trigger, has_psds):
-        if has_psds:
-            log.info('%s: coinc.xml has its own PSDs and was localised '
-                     'from them: %s ignored', graceid, bayestar.PSD_FILENAME)
-        else:
-            log.info('%s: coinc.xml has no PSDs: localising on %s',
-                     graceid, bayestar.PSD_FILENAME)
-        return None
-    psd_bytes = (None if has_psds
-                 else gracedb.download(bayestar.PSD_FILENAME, graceid))
-    return bayestar.localize_event(bayestar.read_event(doc, psd_bytes),
-                                   graceid)

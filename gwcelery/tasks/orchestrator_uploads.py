@@ -1,16 +1,5 @@
-"""The orchestrator, per event: what each search's uploads start.
-
-**Localisation.** BAYESTAR needs the candidate (``coinc.xml``) and the
-detectors' noise PSDs. The O4 searches put the PSDs inside ``coinc.xml``;
-O3-style uploads carry them in a separate ``psd.xml.gz`` uploaded right
-after. The rule (:func:`gwcelery.tasks.localization_order.localizes`):
-the event's creation (its ``new`` alert) localises if ``coinc.xml`` has
-PSDs; the ``psd.xml.gz`` upload localises only if it does not. Each event
-is thus localised once, from whichever upload completes its input, and
-ligo.skymap's reader reads the PSDs in both cases
-(:func:`gwcelery.tasks.bayestar.read_event`). The localisation task reads
-its input from GraceDB itself and decides there, in the openmp worker
-(:func:`localize_canvas`).
+"""The orchestrator, per event: what each search's uploads start
+(besides the localisation, :mod:`gwcelery.tasks.localization`).
 
 **Classification.** O4 searches upload their own source classification
 (``{pipeline}.p_astro.json``) and some their own source properties
@@ -40,7 +29,7 @@ from . import (
     em_bright,
     gracedb,
     lifecycle,
-    localization_order,
+    localization,
     lvalert,
     p_astro,
     superevents,
@@ -54,14 +43,7 @@ EM_BRIGHT_FILENAME = 'em_bright.json'
 COINC_FILENAME = bayestar.COINC_FILENAME
 """The candidate file that CBC pipelines upload."""
 
-PSD_FILENAME = bayestar.PSD_FILENAME
-"""The noise spectra that O3-style CBC pipelines upload after the
-candidate."""
-
-CBC_NODES = tuple(f'{prefix}_{pipeline}'
-                  for pipeline, group_name
-                  in superevents.PIPELINE_GROUPS.items()
-                  if group_name == 'CBC' for prefix in ('cbc', 'test'))
+CBC_NODES = localization.CBC_NODES
 """LVAlert nodes of the CBC searches (production/MDC and Test)."""
 
 BURST_NODES = tuple(f'{prefix}_{pipeline}'
@@ -76,14 +58,6 @@ PRODUCT_LABELS = {'p_astro': 'PASTRO_READY', 'em_bright': 'EMBRIGHT_READY'}
 #: Keys (all probabilities) that a search's file must have, by product.
 PRODUCT_KEYS = {'p_astro': ('BNS', 'NSBH', 'BBH', 'Terrestrial'),
                 'em_bright': ('HasNS', 'HasRemnant')}
-
-
-def _is_candidate(event):
-    """Whether an event can become part of an alert: it has a FAR below
-    the superevent manager's threshold (others are never in a
-    superevent, so their products would be wasted)."""
-    far = event.get('far')
-    return far is not None and far <= app.conf.superevent_far_threshold
 
 
 def pipeline_filenames(pipeline):
@@ -129,26 +103,33 @@ def check_product(kind, contents):
     return data
 
 
-@lvalert.handler(*CBC_NODES, alert_types=('new', 'log'), shared=False,
-                 ignore_result=True)
+def may_need_products(alert):
+    """Whether a CBC event's alert concerns its classification: the
+    creation of a candidate, or the upload of its search's own product
+    file."""
+    event = alert['object']
+    if not localization.is_candidate(event):
+        return False
+    return alert['alert_type'] == 'new' or product_of_upload(
+        (alert.get('data') or {}).get('filename'),
+        event['pipeline']) is not None
+
+
+@lvalert.handler(*CBC_NODES, alert_types=('new', 'log'),
+                 when=may_need_products, shared=False, ignore_result=True)
 def handle_cbc_event(alert):
-    """Annotate a CBC event (see the module docstring): on ``new``,
-    localise if ``coinc.xml`` has PSDs and, after a short wait, compute
-    the missing products; on ``log``, localise on ``psd.xml.gz`` if
-    ``coinc.xml`` has none, and adopt the search's own products."""
+    """Classify a CBC event (see the module docstring): on its creation,
+    after a short wait, compute the missing products; on the upload of
+    its search's own product, adopt it. (Its localisation is
+    :func:`gwcelery.tasks.localization.localize`'s.)"""
     event = alert['object']
     graceid = event['graceid']
-    if not _is_candidate(event):
-        return
     if alert['alert_type'] == 'new':
-        localize_canvas(graceid, 'coinc').delay()
         chain(gracedb.get_log.si(graceid),
               complete_products.s(event)).apply_async(
             countdown=app.conf.pipeline_products_wait)
         return
-    filename = (alert.get('data') or {}).get('filename')
-    if filename == PSD_FILENAME:
-        localize_canvas(graceid, 'psd').delay()
+    filename = alert['data']['filename']
     kind = product_of_upload(filename, event['pipeline'])
     if kind:
         chain(gracedb.download.si(filename, graceid),
@@ -207,55 +188,6 @@ def adopt_product(contents, kind, event):
     gracedb.create_label.delay(PRODUCT_LABELS[kind], graceid)
 
 
-def localize_canvas(graceid, trigger):
-    """Localise the event if ``trigger`` completes its input
-    (:func:`gwcelery.tasks.localization_order.localize`, openmp queue,
-    the preferred events' localisations first), then
-    :func:`publish_skymap`; a failure is reported in the logs."""
-    return chain(
-        localization_order.localize.si(graceid, trigger),
-        publish_skymap.s(graceid),
-    ).on_error(localization_failed.s(graceid))
-
-
-@gracedb.task(shared=False, ignore_result=True)
-def publish_skymap(skymap, graceid):
-    """Upload the sky map (``None``: this trigger did not localise) to the
-    event, then label it SKYMAP_READY: two requests in one task, no hop
-    between them on the alert's path. A retry does not upload twice
-    (:func:`gwcelery.tasks.gracedb.upload`)."""
-    if skymap is None:
-        return
-    gracedb.upload(skymap, bayestar.SKYMAP_FILENAME, graceid,
-                   'Sky localization complete (BAYESTAR)',
-                   ['sky_loc', 'public'])
-    gracedb.create_label('SKYMAP_READY', graceid)
-
-
-@app.task(shared=False, ignore_result=True)
-def localization_failed(request, exc, traceback, graceid):
-    """Error callback of the localisation: write the failure to the
-    event's log and, if it is in one, to its superevent's (an alert then
-    goes out without this sky map, see
-    :func:`gwcelery.tasks.orchestrator.fallback_preliminary`)."""
-    message = (f'Sky localization of {graceid} failed in '
-               f'{request.task}: {type(exc).__name__}: {exc}')
-    log.error('%s', message)
-    gracedb.upload.delay(None, None, graceid, message, ['sky_loc'])
-    chain(gracedb.get_event.si(graceid),
-          log_on_superevent.s(message)).delay()
-
-
-@app.task(shared=False, ignore_result=True)
-def log_on_superevent(event, message):
-    """Write ``message`` to the log of the superevent of ``event`` (if
-    it is in one yet)."""
-    superevent_id = event.get('superevent')
-    if superevent_id:
-        gracedb.upload.delay(None, None, superevent_id, message,
-                             ['sky_loc'])
-
-
 @lvalert.handler(*BURST_NODES, alert_types=('log',), shared=False,
                  ignore_result=True)
 def handle_burst_event(alert):
@@ -265,5 +197,5 @@ def handle_burst_event(alert):
     filename = (alert.get('data') or {}).get('filename') or ''
     if (alert['alert_type'] == 'log'
             and filename.endswith(lifecycle.FITS_SUFFIXES)
-            and _is_candidate(event)):
+            and localization.is_candidate(event)):
         gracedb.create_label.delay('SKYMAP_READY', event['graceid'])
