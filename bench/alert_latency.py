@@ -5,11 +5,13 @@ worker per queue, Beat with the LVAlert listener and the VOEvent broker,
 Flower) in a temporary directory, connects pygcn's client to the VOEvent
 broker as GCN's receiver would, and listens to the server's alerts on
 Redis pub/sub. Then, one at a time, uploads simulated CBC candidates as a
-search does (``coinc.xml`` then ``psd.xml.gz``, over HTTP with
-gracedb-sdk): the signals shipped for the mock events
-(``gwcelery/data/first2years``, simulated with ligo.skymap's
-``bayestar-inject`` and ``bayestar-realize-coincs``, see
-``tools/make_mock_events.py``), moved to the current time.
+search does, in the style of ``--pipeline``
+(:data:`gwcelery.tasks.first2years.UPLOAD_STYLES`: ``coinc.xml`` with the
+PSDs inside, as gstlal and MBTA do in O4, or ``coinc.xml`` then
+``psd.xml.gz``, as PyCBC does; over HTTP with gracedb-sdk): the signals
+shipped for the mock events (``gwcelery/data/first2years``, simulated
+with ligo.skymap's ``bayestar-inject`` and ``bayestar-realize-coincs``,
+see ``tools/make_mock_events.py``), moved to the current time.
 
 For each candidate it records, from the start of the upload:
 
@@ -174,14 +176,18 @@ def run_event(number, pipeline, gracedb, recorder, timeout):
     coinc = first2years.load_candidate(number, pipeline)
     coinc = first2years.shift_coinc(
         coinc, first2years.now_gps() - 1 - first2years.coinc_time(coinc))
+    o4_style = first2years.UPLOAD_STYLES[pipeline]['psds_in_coinc']
+    if o4_style:
+        coinc = first2years.embed_psds(coinc, first2years.load_psd())
     start = time.time()
     event = gracedb.events.create(filename='coinc.xml', filecontents=coinc,
                                   group='CBC', pipeline=pipeline,
                                   search='AllSky')
     graceid = event['graceid']
-    gracedb.events[graceid].logs.create(
-        comment='PSD', filename='psd.xml.gz',
-        filecontents=first2years.load_psd(), tags=['psd'])
+    if not o4_style:
+        gracedb.events[graceid].logs.create(
+            comment='PSD', filename='psd.xml.gz',
+            filecontents=first2years.load_psd(), tags=['psd'])
 
     def superevent_new(node, alert):
         return (node == 'superevent' and alert['alert_type'] == 'new'

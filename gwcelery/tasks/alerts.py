@@ -182,8 +182,8 @@ def may_carry_coincidence(superevent, alert_type):
         {raven.EM_COINC, raven.RAVEN_ALERT} & set(superevent['labels']))
 
 
-@app.task(shared=False, ignore_result=True, acks_late=True,
-          reject_on_worker_lost=True)
+@gracedb.task(shared=False, ignore_result=True, acks_late=True,
+              reject_on_worker_lost=True)
 def register(superevent, alert_type, skymap_filename=None,
              em_bright_json=None, p_astro_json=None, followups=()):
     """Have GraceDB create the VOEvent record of an ``alert_type`` notice
@@ -202,20 +202,22 @@ def register(superevent, alert_type, skymap_filename=None,
         register_with_coincidence(None, *products)
 
 
-@app.task(shared=False, ignore_result=True, acks_late=True,
-          reject_on_worker_lost=True)
+@gracedb.task(shared=False, ignore_result=True, acks_late=True,
+              reject_on_worker_lost=True)
 def register_with_coincidence(coincidence, superevent, alert_type,
                               skymap_filename=None, em_bright_json=None,
                               p_astro_json=None, followups=()):
     """:func:`register`, given the external ``coincidence`` (or
-    ``None``)."""
+    ``None``). GraceDB's record is created inline (one hop less on the
+    alert's path); a retry finds a record whose answer was lost
+    (:func:`gwcelery.tasks.gracedb.create_voevent`)."""
     superevent_id = superevent['superevent_id']
     fields = voevent_fields(superevent, alert_type, skymap_filename,
                             em_bright_json, p_astro_json, coincidence)
-    chain(gracedb.create_voevent.si(superevent_id, GRACEDB_TYPES[alert_type],
-                                    **fields),
-          send_voevent.s(superevent, skymap_filename, em_bright_json,
-                         p_astro_json, followups, coincidence)).delay()
+    filename = gracedb.create_voevent(superevent_id,
+                                      GRACEDB_TYPES[alert_type], **fields)
+    send_voevent.delay(filename, superevent, skymap_filename, em_bright_json,
+                       p_astro_json, followups, coincidence)
 
 
 @app.task(shared=False, ignore_result=True, acks_late=True,

@@ -284,7 +284,7 @@ def decide_automatic_update(state, number):
                    log_entries).delay()
 
 
-@app.task(shared=False, ignore_result=True)
+@gracedb.task(shared=False, ignore_result=True)
 def send_automatic(state, superevent, alert_type, skymap_filename=None,
                    em_bright_json=None, p_astro_json=None, followups=()):
     """Given the superevent's current ``[labels, log entries]``, send an

@@ -162,15 +162,16 @@ def fallback_preliminary(superevent):
 
 
 def preliminary_alert(superevent):
-    """The canvas of a preliminary alert: read at once the preferred
-    event's log (which products exist) and the superevent's labels and log
-    (whether an automatic notice may go out), then
-    :func:`copy_products`."""
+    """The canvas of a preliminary alert: at once, copy each of the
+    preferred event's products to the superevent (:func:`copy_product`)
+    and read the superevent's labels and log (whether an automatic notice
+    may go out); then :func:`send_preliminary`."""
     superevent_id = superevent['superevent_id']
-    return chain(group(gracedb.get_log.si(superevent['preferred_event']),
-                       gracedb.get_labels.si(superevent_id),
-                       gracedb.get_log.si(superevent_id)),
-                 copy_products.s(superevent))
+    return chain(
+        group(*(copy_product.si(kind, superevent) for kind in PRODUCTS),
+              gracedb.get_labels.si(superevent_id),
+              gracedb.get_log.si(superevent_id)),
+        send_preliminary.s(superevent))
 
 
 def latest_files(log_entries):
@@ -200,85 +201,62 @@ def choose_products(log_entries):
     return [skymap, em_bright_file, p_astro_file]
 
 
-@gracedb.task(shared=False)
-def copy_file(filename, source_id, target_id, message, tags,
-              target_filename=None, keep_text=False):
-    """Copy a file of event ``source_id`` to the log of ``target_id``
-    (under ``target_filename`` if given), downloading and uploading in
-    one task: the bytes never go through the broker. Return
-    ``[log entry, contents as text if keep_text else None]``. A retry
-    does not upload twice (:func:`gwcelery.tasks.gracedb.upload`)."""
-    contents = gracedb.download(filename, source_id)
-    entry = gracedb.upload(contents, target_filename or filename, target_id,
-                           message, tags)
-    return [entry, contents.decode() if keep_text else None]
-
-
-def copy_product(name, superevent, kind, target_name=None):
-    """Signature of :func:`copy_file` for one product of the preferred
-    event (``kind``: sky map, source properties, classification; ``None``
-    if it has none)."""
-    if name is None:
-        return core.identity.si([None, None])
-    preferred = superevent['preferred_event']
-    tags = {'sky map': ['sky_loc', 'public'],
+#: The products that a preliminary alert copies, in the order of
+#: :func:`choose_products`: the comment and tags of each copy.
+PRODUCTS = {'sky map': ['sky_loc', 'public'],
             'source properties': ['em_bright', 'public'],
-            'source classification': ['p_astro', 'public']}[kind]
-    return copy_file.si(name, preferred, superevent['superevent_id'],
-                        f'{kind.capitalize()} copied from {preferred}', tags,
-                        target_name, keep_text=kind != 'sky map')
+            'source classification': ['p_astro', 'public']}
 
 
-@app.task(shared=False, ignore_result=True, acks_late=True,
-          reject_on_worker_lost=True)
-def copy_products(state, superevent):
-    """Given ``[event log, superevent labels, superevent log]``: copy the
-    preferred event's products (:func:`choose_products`) to the
-    superevent, concurrently, then :func:`send_preliminary`. Also
-    schedules :func:`repeat_if_changed` after
-    :obj:`~gwcelery.conf.superevent_clean_up_timeout`.
+@gracedb.task(shared=False, acks_late=True, reject_on_worker_lost=True)
+def copy_product(kind, superevent):
+    """Copy the preferred event's product ``kind`` (a key of
+    :data:`PRODUCTS`) to the superevent: read the event's log, choose the
+    file (:func:`choose_products`), download and upload it, all in one
+    task (the file never goes through the broker). The source properties
+    go to the superevent as ``em_bright.json`` whichever file of the event
+    they come from. Return ``[log entry, contents as text]`` (no text for
+    the sky map), or ``[None, None]`` if the event has no such product. A
+    retry does not upload twice (:func:`gwcelery.tasks.gracedb.upload`)."""
+    preferred = superevent['preferred_event']
+    names = choose_products(gracedb.get_log(preferred))
+    name = dict(zip(PRODUCTS, names, strict=True))[kind]
+    if name is None:
+        return [None, None]
+    contents = gracedb.download(name, preferred)
+    entry = gracedb.upload(
+        contents, EM_BRIGHT_FILENAME if kind == 'source properties' else name,
+        superevent['superevent_id'],
+        f'{kind.capitalize()} copied from {preferred}', PRODUCTS[kind])
+    return [entry, None if kind == 'sky map' else contents.decode()]
+
+
+@gracedb.task(shared=False, ignore_result=True, acks_late=True,
+              reject_on_worker_lost=True)
+def send_preliminary(results, superevent):
+    """Send the preliminary notice with the copied products (the first
+    three ``results``, :func:`copy_product`'s; the sky map's entry names
+    its version), unless the superevent's labels and log (the last two)
+    block it (:func:`gwcelery.tasks.lifecycle.send_automatic`: an
+    operator's decision, a retraction, DQV, INJ). After the notice: labels
+    GCN_PRELIM_SENT and ADVREQ (the rapid-response team's sign-off), then
+    :func:`followup_products`. Also schedules :func:`repeat_if_changed`
+    after :obj:`~gwcelery.conf.superevent_clean_up_timeout`.
 
     Nothing else is started before the notice is out: plots and circular
-    come after it (:func:`followup_products`), so that they neither delay
-    it nor compete with it for the processors."""
-    event_log, labels, superevent_log = state
+    come after it, so that they neither delay it nor compete with it for
+    the processors."""
+    (skymap_entry, _), (_, em_bright_json), (_, p_astro_json), *state = \
+        results
     superevent_id = superevent['superevent_id']
     preferred = superevent['preferred_event']
-    skymap, em_bright_file, p_astro_file = choose_products(event_log)
-    if skymap is None:
+    skymap_filename = None
+    if skymap_entry is None:
         gracedb.upload.delay(
             None, None, superevent_id,
             f'No sky map available from {preferred}: the preliminary alert '
             'goes out without one', ['sky_loc'])
-    # The source properties go to the superevent as em_bright.json
-    # whichever file of the event they come from.
-    copies = group(
-        copy_product(skymap, superevent, 'sky map'),
-        copy_product(em_bright_file, superevent, 'source properties',
-                     EM_BRIGHT_FILENAME),
-        copy_product(p_astro_file, superevent, 'source classification'))
-    chain(copies, send_preliminary.s(superevent, [labels, superevent_log]))\
-        .delay()
-    chain(gracedb.get_superevent.si(superevent_id),
-          repeat_if_changed.s(preferred)).apply_async(
-        countdown=app.conf.superevent_clean_up_timeout)
-
-
-@app.task(shared=False, ignore_result=True, acks_late=True,
-          reject_on_worker_lost=True)
-def send_preliminary(copies, superevent, state):
-    """Send the preliminary notice with the copied products (``copies``:
-    :func:`copy_file`'s results, the sky map's entry naming its version),
-    unless the superevent's ``state`` (``[labels, log entries]``, read
-    when the alert began) blocks it
-    (:func:`gwcelery.tasks.lifecycle.send_automatic`: an operator's
-    decision, a retraction, DQV, INJ). After the notice: labels
-    GCN_PRELIM_SENT and ADVREQ (the rapid-response team's sign-off), then
-    :func:`followup_products`."""
-    superevent_id = superevent['superevent_id']
-    (skymap_entry, _), (_, em_bright_json), (_, p_astro_json) = copies
-    skymap_filename = None
-    if skymap_entry is not None:
+    else:
         skymap_filename = (f"{skymap_entry['filename']},"
                            f"{skymap_entry['file_version']}")
     followups = [
@@ -293,6 +271,9 @@ def send_preliminary(copies, superevent, state):
     lifecycle.send_automatic(state, superevent, 'Preliminary',
                              skymap_filename, em_bright_json, p_astro_json,
                              followups)
+    chain(gracedb.get_superevent.si(superevent_id),
+          repeat_if_changed.s(preferred)).apply_async(
+        countdown=app.conf.superevent_clean_up_timeout)
 
 
 @app.task(shared=False, ignore_result=True, acks_late=True,
