@@ -231,3 +231,22 @@ def test_o4_style_upload_localized_once_as_ligo_skymap_does(
     theirs = skymaps.summary(reference.read_bytes())
     assert ours['area_90'] == pytest.approx(theirs['area_90'], rel=1e-6)
     assert ours['distmean'] == pytest.approx(theirs['distmean'], rel=1e-6)
+
+
+@pytest.mark.usefixtures('gracedb')
+def test_sky_map_published_once_after_an_earlier_try(eager, coinc_bytes):
+    """The localisation's inline publication wrote the sky map but lost
+    GraceDB before labelling: the task that takes over finds the entry
+    and only labels the event."""
+    event = gracedb.create_event(coinc_bytes, 'AllSky', 'gstlal', 'CBC',
+                                 filename='coinc.xml')
+    graceid = event['graceid']
+    gracedb.upload(b'FITS', 'bayestar.multiorder.fits', graceid,
+                   'Sky localization complete (BAYESTAR)',
+                   ['sky_loc', 'public'])
+    localization.publish_skymap.delay(b'FITS', graceid, earlier_try=True)
+    assert file_versions(graceid, 'bayestar.multiorder.fits') == [0]
+    assert 'SKYMAP_READY' in gracedb.get_labels(graceid)
+    # Without an earlier try, a second publication is a new version.
+    localization.publish_skymap.delay(b'FITS', graceid)
+    assert file_versions(graceid, 'bayestar.multiorder.fits') == [0, 1]

@@ -368,16 +368,18 @@ def _same_entry(entry, filename, message):
 
 
 @_own_task()
-def upload(filecontents, filename, graceid, message, tags=()):
+def upload(filecontents, filename, graceid, message, tags=(),
+           earlier_try=False):
     """Write a log message, with a file unless ``filecontents`` is ``None``,
     and tags. Return the log entry.
 
-    A retry (:func:`retrying`) first looks for the entry an earlier try
-    may have written before its answer was lost (same message and file
-    name among the latest entries), so that it is not written twice.
+    A retry (:func:`retrying`), or a call that says there was an
+    ``earlier_try``, first looks for the entry an earlier try may have
+    written before its answer was lost (same message and file name among
+    the latest entries), so that it is not written twice.
     """
     logs = client().events[graceid].logs
-    if retrying():
+    if earlier_try or retrying():
         for entry in logs.get()[-RECENT_LOG_ENTRIES:]:
             if _same_entry(entry, filename, message):
                 log.info('Log entry %s of %s was written by an earlier try',

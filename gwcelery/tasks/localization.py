@@ -16,7 +16,8 @@ between the upload and BAYESTAR but the listener (no task on the general
 queue, no file through the broker, ``coinc.xml`` parsed once). The order
 of the localisations that wait is :mod:`~.localization_order`'s. The sky
 map is then uploaded and the event labelled SKYMAP_READY
-(:func:`publish_skymap`); a failure is written to the logs of the event
+(:func:`publish_skymap`, in the same task unless GraceDB fails, then in
+a task of its own that retries); a failure is written to the logs of the event
 and of its superevent (:func:`report_failure`).
 """
 
@@ -101,7 +102,8 @@ def localize(self, alert):
     :mod:`~.localization_order` (:func:`~.localization_order.should_wait`
     sends it back behind the alerts' localisations), then
     :func:`publish_skymap`. A failure is reported
-    (:func:`report_failure`); GraceDB being unreachable is retried."""
+    (:func:`report_failure`); GraceDB being unreachable is retried (the
+    publication alone once BAYESTAR ran)."""
     graceid = alert['object']['graceid']
     if localization_order.should_wait(self, graceid):
         raise self.retry(countdown=0,
@@ -116,18 +118,26 @@ def localize(self, alert):
     except Exception as exc:
         report_failure(graceid, f'{self.name}: {type(exc).__name__}: {exc}')
         raise
-    publish_skymap.si(skymap, graceid).on_error(
-        localization_failed.s(graceid)).delay()
+    try:
+        # Inline: the sky map goes out without a hop, and without its
+        # bytes going through the broker.
+        publish_skymap(skymap, graceid)
+    except gracedb.GraceDbUnavailable as exc:
+        # Not BAYESTAR again: a task of its own retries the publication.
+        log.warning('%s: publishing the sky map failed (%s): retrying in '
+                    'a task of its own', graceid, exc)
+        publish_skymap.si(skymap, graceid, earlier_try=True).on_error(
+            localization_failed.s(graceid)).delay()
 
 
 @gracedb.task(shared=False, ignore_result=True)
-def publish_skymap(skymap, graceid):
-    """Upload the sky map to the event, then label it SKYMAP_READY: two
-    requests in one task, no hop between them on the alert's path. A
-    retry does not upload twice (:func:`gwcelery.tasks.gracedb.upload`)."""
+def publish_skymap(skymap, graceid, earlier_try=False):
+    """Upload the sky map to the event, then label it SKYMAP_READY. A
+    retry, or a call after an ``earlier_try``, does not upload twice
+    (:func:`gwcelery.tasks.gracedb.upload`)."""
     gracedb.upload(skymap, bayestar.SKYMAP_FILENAME, graceid,
                    'Sky localization complete (BAYESTAR)',
-                   ['sky_loc', 'public'])
+                   ['sky_loc', 'public'], earlier_try=earlier_try)
     gracedb.create_label('SKYMAP_READY', graceid)
 
 
