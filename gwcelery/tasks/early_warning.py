@@ -45,15 +45,21 @@ def early_warning_blocked(labels, sent):
     return lifecycle.automatic_alert_blocked(labels, sent)
 
 
+def is_early_warning_skymap(alert):
+    """Whether a ``label_added`` alert is SKYMAP_READY on an event that
+    passes :func:`passes_early_warning_threshold`."""
+    return (alert['data'].get('name') == 'SKYMAP_READY'
+            and passes_early_warning_threshold(alert['object']))
+
+
 @lvalert.handler(*superevents.NODES, alert_types=('label_added',),
-                 when=lvalert.label_is('SKYMAP_READY'), shared=False,
+                 when=is_early_warning_skymap, shared=False,
                  ignore_result=True)
 def handle_event(alert):
-    """SKYMAP_READY on an early-warning event that passes the threshold:
-    :func:`copy_skymap`, then the notice."""
+    """SKYMAP_READY on an early-warning event that passes the threshold
+    (:func:`is_early_warning_skymap`): :func:`copy_skymap`, then the
+    notice."""
     event = alert['object']
-    if not passes_early_warning_threshold(event):
-        return
     graceid = event['graceid']
     chain(group(gracedb.get_event.si(graceid),
                 gracedb.download.si(bayestar.SKYMAP_FILENAME, graceid)),

@@ -164,13 +164,12 @@ def fallback_preliminary(superevent):
 def preliminary_alert(superevent):
     """The canvas of a preliminary alert: at once, copy each of the
     preferred event's products to the superevent (:func:`copy_product`)
-    and read the superevent's labels and log (whether an automatic notice
-    may go out); then :func:`send_preliminary`."""
-    superevent_id = superevent['superevent_id']
+    and read the superevent's log (the notices sent, which with its labels
+    say whether an automatic notice may go out); then
+    :func:`send_preliminary`."""
     return chain(
         group(*(copy_product.si(kind, superevent) for kind in PRODUCTS),
-              gracedb.get_labels.si(superevent_id),
-              gracedb.get_log.si(superevent_id)),
+              gracedb.get_log.si(superevent['superevent_id'])),
         send_preliminary.s(superevent))
 
 
@@ -236,9 +235,11 @@ def copy_product(kind, superevent):
 def send_preliminary(results, superevent):
     """Send the preliminary notice with the copied products (the first
     three ``results``, :func:`copy_product`'s; the sky map's entry names
-    its version), unless the superevent's labels and log (the last two)
-    block it (:func:`gwcelery.tasks.lifecycle.send_automatic`: an
-    operator's decision, a retraction, DQV, INJ). After the notice: labels
+    its version), unless the superevent's labels (as the alert that
+    started it saw them: the EM_READY alert's, or those read by the task
+    that decided) and log (the last result) block it
+    (:func:`gwcelery.tasks.lifecycle.send_automatic`: an operator's
+    decision, a retraction, DQV, INJ). After the notice: labels
     GCN_PRELIM_SENT and ADVREQ (the rapid-response team's sign-off), then
     :func:`followup_products`. Also schedules :func:`repeat_if_changed`
     after :obj:`~gwcelery.conf.superevent_clean_up_timeout`.
@@ -246,7 +247,7 @@ def send_preliminary(results, superevent):
     Nothing else is started before the notice is out: plots and circular
     come after it, so that they neither delay it nor compete with it for
     the processors."""
-    (skymap_entry, _), (_, em_bright_json), (_, p_astro_json), *state = \
+    (skymap_entry, _), (_, em_bright_json), (_, p_astro_json), log_entries = \
         results
     superevent_id = superevent['superevent_id']
     preferred = superevent['preferred_event']
@@ -268,9 +269,9 @@ def send_preliminary(results, superevent):
                              p_astro_json),
     ]
     # Inline: one hop less on the alert's path.
-    lifecycle.send_automatic(state, superevent, 'Preliminary',
-                             skymap_filename, em_bright_json, p_astro_json,
-                             followups)
+    lifecycle.send_automatic([superevent['labels'], log_entries], superevent,
+                             'Preliminary', skymap_filename, em_bright_json,
+                             p_astro_json, followups)
     chain(gracedb.get_superevent.si(superevent_id),
           repeat_if_changed.s(preferred)).apply_async(
         countdown=app.conf.superevent_clean_up_timeout)

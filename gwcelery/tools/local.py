@@ -24,12 +24,15 @@ from .nagios import State, run_checks, worst
 
 #: Worker processes of a full deployment: (name, queue, extra arguments).
 #: The general worker runs the three eternal listeners, each holding a pool
-#: process for ever, so it needs more than three. The serial workers run
+#: process for ever; the five others leave a free process for each of the
+#: four tasks that a preliminary alert runs at once (with three free
+#: processes, the last ones waited 30--50 ms), as in production
+#: (``condor/gwcelery.sub``). The serial workers run
 #: their tasks in the worker process itself (``--pool solo``): handing
 #: each task to a pool process would cost the superevent manager a third
 #: of its time per event.
 WORKERS = (
-    ('celery', 'celery', ['--concurrency', '6']),
+    ('celery', 'celery', ['--concurrency', '8']),
     ('openmp', 'openmp', ['--concurrency', '1']),
     ('superevent', 'superevent', ['--pool', 'solo', '--concurrency', '1']),
     ('exttrig', 'exttrig', ['--pool', 'solo', '--concurrency', '1']),
