@@ -50,19 +50,24 @@ BAYESTAR_LINE = re.compile(
 
 
 def upload(gracedb, number, pipeline, offset):
-    """Upload signal ``number`` as ``pipeline`` (``coinc.xml`` then
-    ``psd.xml.gz``), its time moved to now minus one second plus
-    ``offset``; return the event."""
+    """Upload signal ``number`` as ``pipeline`` does
+    (:data:`gwcelery.tasks.first2years.UPLOAD_STYLES`: ``coinc.xml`` with
+    the PSDs inside, or then ``psd.xml.gz``), its time moved to now minus
+    one second plus ``offset``; return the event."""
     coinc = first2years.load_candidate(number, pipeline)
     coinc = first2years.shift_coinc(
         coinc, first2years.now_gps() - 1 + offset
         - first2years.coinc_time(coinc))
+    o4_style = first2years.UPLOAD_STYLES[pipeline]['psds_in_coinc']
+    if o4_style:
+        coinc = first2years.embed_psds(coinc, first2years.load_psd())
     event = gracedb.events.create(filename='coinc.xml', filecontents=coinc,
                                   group='CBC', pipeline=pipeline,
                                   search='AllSky')
-    gracedb.events[event['graceid']].logs.create(
-        comment='PSD', filename='psd.xml.gz',
-        filecontents=first2years.load_psd(), tags=['psd'])
+    if not o4_style:
+        gracedb.events[event['graceid']].logs.create(
+            comment='PSD', filename='psd.xml.gz',
+            filecontents=first2years.load_psd(), tags=['psd'])
     return event
 
 
