@@ -113,3 +113,16 @@ def test_localization_of_a_quieter_event_waits(start_worker, gracedb):
         time.sleep(0.2)
     assert f'{quiet}: BAYESTAR with' in worker.log()
     assert localization.state != 'SUCCESS'
+
+
+def test_a_louder_event_waiting_for_its_sky_map_wins():
+    """Louder than the complete preferred event, but quieter than another
+    event of the superevent still to be localised: it cannot become
+    preferred."""
+    complete = _event('G1', 10, labels=('SKYMAP_READY', 'EMBRIGHT_READY',
+                                        'PASTRO_READY'))
+    superevent = _superevent(complete)
+    assert localization_order.can_become_preferred(
+        _event('G2', 12), superevent, [_event('G3', 11)])
+    assert not localization_order.can_become_preferred(
+        _event('G2', 12), superevent, [_event('G3', 15)])

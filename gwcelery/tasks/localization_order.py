@@ -59,21 +59,22 @@ def import_bayestar_early(**kwargs):
         log.info('openmp worker process: BAYESTAR imported')
 
 
-def can_become_preferred(event, superevent):
+def can_become_preferred(event, superevent, others=()):
     """Whether ``event`` is, or once localised could be, the preferred
     event of ``superevent`` (``None`` if it is in none yet: it may start
-    its own).
+    its own), whose other events are ``others``.
 
     The superevent manager's ranking
     (:func:`gwcelery.tasks.superevents.ranking_key`) decides, leaving out
     its first criterion, completeness: the event will be complete once
-    its sky map is there. A tie counts as a possible preferred event.
+    its sky map is there, and so will a louder event still waiting for
+    its own. A tie counts as a possible preferred event.
     """
     if superevent is None or superevent['preferred_event'] == event['graceid']:
         return True
-    preferred = superevent['preferred_event_data']
-    return (superevents.ranking_key(event)[1:]
-            >= superevents.ranking_key(preferred)[1:])
+    rank = superevents.ranking_key(event)[1:]
+    return all(rank >= superevents.ranking_key(other)[1:]
+               for other in (superevent['preferred_event_data'], *others))
 
 
 def alert_localizations_waiting(queue='openmp'):
@@ -88,11 +89,17 @@ def alert_localizations_waiting(queue='openmp'):
 
 
 def _superevent_of(graceid):
-    """The event ``graceid`` and its superevent (or ``None``)."""
+    """The event ``graceid``, its superevent (or ``None``) and the
+    superevent's other events but the preferred one."""
     event = gracedb.get_event(graceid)
     superevent_id = event.get('superevent')
-    return event, (gracedb.get_superevent(superevent_id) if superevent_id
-                   else None)
+    if not superevent_id:
+        return event, None, []
+    superevent = gracedb.get_superevent(superevent_id)
+    others = [gracedb.get_event(other)
+              for other in superevent.get('gw_events', ())
+              if other not in (graceid, superevent['preferred_event'])]
+    return event, superevent, others
 
 
 def should_wait(task, graceid):
@@ -105,8 +112,8 @@ def should_wait(task, graceid):
             or priority not in (None, ALERT_PRIORITY)
             or not alert_localizations_waiting()):
         return False
-    event, superevent = _superevent_of(graceid)
-    if can_become_preferred(event, superevent):
+    event, superevent, others = _superevent_of(graceid)
+    if can_become_preferred(event, superevent, others):
         return False
     log.info('%s cannot become the preferred event of %s (%s is): '
              'localising it after the alerts\' sky maps', graceid,
