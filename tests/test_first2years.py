@@ -84,7 +84,8 @@ def test_upload_event_eagerly_to_local_gracedb(monkeypatch):
         # O4 style: the PSDs inside coinc.xml, no psd.xml.gz; O3 style: a
         # coinc.xml without PSDs and the same PSDs beside it.
         coinc = gracedb.download('coinc.xml', graceid)
-        assert bayestar.coinc_has_psds(coinc) == style['psds_in_coinc']
+        assert (bayestar.has_psds(bayestar.read_ligolw(coinc))
+                == style['psds_in_coinc'])
         assert ('psd.xml.gz' in files) != style['psds_in_coinc']
         if not style['psds_in_coinc']:
             assert gracedb.download('psd.xml.gz', graceid) == \

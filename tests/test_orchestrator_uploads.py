@@ -83,8 +83,8 @@ def test_exactly_one_upload_localizes(trigger, has_psds, expected):
 def test_coinc_has_psds(coinc_bytes, o4_coinc_bytes):
     from gwcelery.tasks import bayestar
 
-    assert bayestar.coinc_has_psds(o4_coinc_bytes)
-    assert not bayestar.coinc_has_psds(coinc_bytes)
+    assert bayestar.has_psds(bayestar.read_ligolw(o4_coinc_bytes))
+    assert not bayestar.has_psds(bayestar.read_ligolw(coinc_bytes))
     # The bytes tell a coinc.xml without PSDs, gzip-compressed or not.
     assert bayestar.may_have_psds(o4_coinc_bytes)
     assert bayestar.may_have_psds(gzip.compress(o4_coinc_bytes))

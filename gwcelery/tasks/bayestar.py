@@ -69,12 +69,6 @@ def may_have_psds(coinc_bytes):
     return b'REAL8FrequencySeries' in coinc_bytes
 
 
-def coinc_has_psds(coinc_bytes):
-    """Whether a ``coinc.xml`` carries its own PSDs (then BAYESTAR needs no
-    ``psd.xml.gz``)."""
-    return has_psds(read_ligolw(coinc_bytes))
-
-
 def read_event(coinc, psd_bytes=None):
     """Return the single coincidence of a GraceDB CBC upload as a
     :class:`ligo.skymap.io.events.Event`.

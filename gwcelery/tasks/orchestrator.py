@@ -215,12 +215,18 @@ def copy_product(kind, superevent):
     task (the file never goes through the broker). The source properties
     go to the superevent as ``em_bright.json`` whichever file of the event
     they come from. Return ``[log entry, contents as text]`` (no text for
-    the sky map), or ``[None, None]`` if the event has no such product. A
-    retry does not upload twice (:func:`gwcelery.tasks.gracedb.upload`)."""
+    the sky map), or ``[None, None]`` if the event has no such product
+    (no sky map is said in the superevent's log). A retry does not upload
+    twice (:func:`gwcelery.tasks.gracedb.upload`)."""
     preferred = superevent['preferred_event']
     names = choose_products(gracedb.get_log(preferred))
     name = dict(zip(PRODUCTS, names, strict=True))[kind]
     if name is None:
+        if kind == 'sky map':
+            gracedb.upload(
+                None, None, superevent['superevent_id'],
+                f'No sky map available from {preferred}: the preliminary '
+                'alert goes out without one', ['sky_loc'])
         return [None, None]
     contents = gracedb.download(name, preferred)
     entry = gracedb.upload(
@@ -252,12 +258,7 @@ def send_preliminary(results, superevent):
     superevent_id = superevent['superevent_id']
     preferred = superevent['preferred_event']
     skymap_filename = None
-    if skymap_entry is None:
-        gracedb.upload.delay(
-            None, None, superevent_id,
-            f'No sky map available from {preferred}: the preliminary alert '
-            'goes out without one', ['sky_loc'])
-    else:
+    if skymap_entry is not None:
         skymap_filename = (f"{skymap_entry['filename']},"
                            f"{skymap_entry['file_version']}")
     followups = [
