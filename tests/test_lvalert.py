@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import threading
+import time
 
 import pytest
 from celery.contrib.abortable import AbortableAsyncResult
@@ -233,3 +234,69 @@ def test_alert_stream_keeps_messages_after_the_cursor(redis_url):
         == b'one'
     pubsub.close()
     client.close()
+
+
+class SplittingRedis:
+    """A TCP server that answers SUBSCRIBE as Redis does, then sends one
+    published message in two parts `delay` s apart: what a reader sees
+    when a large alert spans TCP segments."""
+
+    def __init__(self, channel, data, delay):
+        import socket
+
+        self.channel, self.data, self.delay = channel, data, delay
+        self.done = threading.Event()
+        self.listener = socket.create_server(('127.0.0.1', 0))
+        self.port = self.listener.getsockname()[1]
+        self.connections = 0
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def bulk(value):
+        return b'$%d\r\n%s\r\n' % (len(value), value)
+
+    def serve(self):
+        connection, _ = self.listener.accept()
+        self.connections += 1
+        with connection:
+            connection.recv(65536)  # SUBSCRIBE channel
+            connection.sendall(b'*3\r\n' + self.bulk(b'subscribe')
+                               + self.bulk(self.channel) + b':1\r\n')
+            message = (b'*3\r\n' + self.bulk(b'message')
+                       + self.bulk(self.channel) + self.bulk(self.data))
+            half = len(message) // 2
+            connection.sendall(message[:half])
+            time.sleep(self.delay)
+            connection.sendall(message[half:])
+            self.done.wait(10)
+
+    def close(self):
+        self.done.set()
+        self.thread.join(10)
+        self.listener.close()
+
+
+def test_a_message_that_has_partly_arrived_is_read_whole():
+    import redis
+
+    from gwcelery.util.alert_stream import next_published
+
+    server = SplittingRedis(b'lvalert:superevent', b'x' * 5000, delay=0.3)
+    client = redis.Redis(port=server.port, protocol=2, lib_name=None,
+                         lib_version=None)  # no handshake to answer
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe('lvalert:superevent')
+        assert next_published(pubsub, 5) is None  # the confirmation
+        # The first half is there: a poll reads the message whole.
+        assert pubsub.connection.can_read(5)
+        started = time.monotonic()
+        message = next_published(pubsub, 0)
+        assert message['data'] == b'x' * 5000
+        assert time.monotonic() - started < 5
+        assert server.connections == 1
+    finally:
+        pubsub.close()
+        client.close()
+        server.close()

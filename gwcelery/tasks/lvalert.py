@@ -33,7 +33,7 @@ from celery.utils.log import get_task_logger
 from slixmpp.exceptions import IqError, IqTimeout
 
 from .. import app
-from ..util.alert_stream import AlertStream
+from ..util.alert_stream import AlertStream, next_published
 from ..util.dispatch import DispatchTable
 from ..util.eternal import (
     POLL_INTERVAL,
@@ -221,9 +221,9 @@ def _handle_entries(stream, entries, channels):
 def _drain(pubsub, timeout):
     """Wait up to ``timeout`` s for a wake-up on the channels; take every
     pending one (their contents are in the stream)."""
-    message = pubsub.get_message(timeout=timeout)
+    message = next_published(pubsub, timeout)
     while message is not None:
-        message = pubsub.get_message(timeout=0)
+        message = next_published(pubsub, 0)
 
 
 def _listen_redis(task, nodes):

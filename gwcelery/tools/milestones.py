@@ -10,6 +10,8 @@ import logging
 
 import redis
 
+from ..util.alert_stream import next_published
+
 log = logging.getLogger(__name__)
 
 #: Superevent labels worth a line, and what to say of them.
@@ -115,7 +117,7 @@ class MilestoneReporter:
         """Report the milestones among the alerts waiting; never block."""
         while True:
             try:
-                message = self._pubsub.get_message(timeout=0)
+                message = next_published(self._pubsub, 0)
             except redis.ConnectionError:
                 log.warning('lost the alert subscription; will retry')
                 return

@@ -24,6 +24,10 @@ import time
 STREAM_SUFFIX = 'stream'
 CURSOR_SUFFIX = 'stream:cursor'
 
+#: Seconds to wait for the rest of a pub/sub message once it has begun to
+#: arrive.
+REST_OF_MESSAGE_TIMEOUT = 10
+
 
 class AlertStream:
     """The alert stream of one Redis server and prefix.
@@ -79,6 +83,22 @@ class AlertStream:
         return [(_text(entry_id), _text(fields.get(b'node')),
                  fields.get(b'message'))
                 for entry_id, fields in entries]
+
+
+def next_published(pubsub, timeout):
+    """The next message of `pubsub` (a subscribed redis-py ``PubSub``), or
+    ``None`` if none begins to arrive within `timeout` seconds.
+
+    A message that has begun to arrive is read whole, waiting up to
+    :data:`REST_OF_MESSAGE_TIMEOUT` for its rest: redis-py 8 reads it with
+    the caller's time-out as the socket's, so a plain ``get_message(
+    timeout=0)`` on a message larger than a TCP segment that has only
+    partly arrived fails with a time-out and reconnects, dropping it.
+    """
+    connection = pubsub.connection
+    if connection is None or not connection.can_read(timeout):
+        return None
+    return pubsub.get_message(timeout=REST_OF_MESSAGE_TIMEOUT)
 
 
 def _text(value):
