@@ -36,6 +36,7 @@ from gwcelery import app  # noqa: E402
 from gwcelery.detchar import mockframes  # noqa: E402
 from gwcelery.tasks import gracedb, lvalert  # noqa: E402
 from gwcelery.tools.local import child_environment, write_config  # noqa
+from gwcelery.util.alert_stream import next_published  # noqa: E402
 from gwcelery.util.redis_server import RedisServer, free_port  # noqa: E402
 
 #: GPS time of the first superevent, and seconds between superevents.
@@ -141,7 +142,7 @@ class Labels:
 
     def run(self):
         while not self.stopping.is_set():
-            message = self.pubsub.get_message(timeout=0.2)
+            message = next_published(self.pubsub, 0.2)
             if message is None:
                 continue
             now = time.perf_counter()

@@ -52,6 +52,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
 from gwcelery import app  # noqa: E402
 from gwcelery.tasks import gracedb, lvalert  # noqa: E402
 from gwcelery.tools.local import child_environment, write_config  # noqa
+from gwcelery.util.alert_stream import next_published  # noqa: E402
 from gwcelery.util.redis_server import RedisServer  # noqa: E402
 from tests.superevent_uploads import coinc_xml, cwb_json  # noqa: E402
 
@@ -223,7 +224,7 @@ class Arrivals:
 
     def run(self):
         while not self.done.is_set():
-            message = self.pubsub.get_message(timeout=0.5)
+            message = next_published(self.pubsub, 0.5)
             if message is None:
                 continue
             now = time.perf_counter()

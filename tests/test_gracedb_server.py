@@ -24,6 +24,7 @@ from ligo.gracedb.rest import GraceDb
 
 from gwcelery.gracedb_server import GraceDbServer
 from gwcelery.gracedb_server.alerts import RedisTransport
+from gwcelery.util.alert_stream import next_published
 
 from .conftest import DATA_DIR
 
@@ -52,7 +53,7 @@ class AlertSubscriber:
 
     def _run(self):
         while self.running:
-            message = self.pubsub.get_message(timeout=0.2)
+            message = next_published(self.pubsub, 0.2)
             if message and message['type'] == 'pmessage':
                 alert = json.loads(message['data'])
                 node = message['channel'].decode().removeprefix('lvalert:')

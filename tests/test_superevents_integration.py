@@ -15,6 +15,7 @@ import redis
 
 from gwcelery import app
 from gwcelery.tasks import gracedb, superevents
+from gwcelery.util.alert_stream import next_published
 
 from .superevent_uploads import coinc_xml, cwb_json
 
@@ -46,7 +47,7 @@ class Alerts:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError('no such alert')
-            message = self.pubsub.get_message(timeout=min(remaining, 0.5))
+            message = next_published(self.pubsub, min(remaining, 0.5))
             if message is not None:
                 node = message['channel'].decode()[len(self.prefix):]
                 self.received.append((node, json.loads(message['data'])))
@@ -66,7 +67,7 @@ class Alerts:
         while time.monotonic() < quiet_until:
             # None also stands for a subscription message: read on until
             # nothing came for 0.2 s.
-            message = self.pubsub.get_message(timeout=0.05)
+            message = next_published(self.pubsub, 0.05)
             if message is not None:
                 node = message['channel'].decode()[len(self.prefix):]
                 self.received.append((node, json.loads(message['data'])))
