@@ -2,18 +2,21 @@
 
 :func:`listen`, an eternal task, receives the LVAlert messages of every
 node (topic) that has a handler and hands each, decoded, to the tasks
-registered for its node with :func:`handler` (a Celery group). Two
+registered for its node with :func:`handler` (a Celery group). Three
 transports, chosen by :obj:`~gwcelery.conf.lvalert_transport`:
 
 ``'xmpp'``
     XMPP publish-subscribe with sleek-lvalert, the production LVAlert
-    protocol: the client logs in to :obj:`~gwcelery.conf.lvalert_host`
-    with the netrc credentials of that host, subscribes to each node on
-    ``pubsub.<lvalert_host>`` and receives each item's JSON text.
+    protocol (:mod:`gwcelery.util.lvalert_xmpp`): the client logs in to
+    :obj:`~gwcelery.conf.lvalert_host` with the netrc credentials of that
+    host, subscribes to each node on ``pubsub.<lvalert_host>`` and
+    receives each item's JSON text.
 ``'redis'``
     A Redis stream (one machine, :mod:`gwcelery.util.alert_stream`): the
     listener reads from its cursor, so nothing published while it is down
     is lost, and each message is handed on at least once.
+``'kafka'``
+    igwn-alert's Kafka topics (:mod:`gwcelery.kafka.igwn_alert`).
 
 A message is ``{"uid", "alert_type", "data", "object"}``. One that is not
 JSON or lacks these fields is logged and skipped; one whose
@@ -22,26 +25,15 @@ GraceDB server (:obj:`~gwcelery.conf.gracedb_url`) is ignored, since it is
 not ours.
 """
 
-import asyncio
 import functools
 import json
-import time
 
-import kombu.exceptions
-import redis
 from celery.utils.log import get_task_logger
-from slixmpp.exceptions import IqError, IqTimeout
 
 from .. import app
-from ..util.alert_stream import AlertStream, next_published
+from ..util import alert_stream, lvalert_xmpp
 from ..util.dispatch import DispatchTable
-from ..util.eternal import (
-    POLL_INTERVAL,
-    Backoff,
-    EternalTask,
-    wait_unless_aborted,
-)
-from ..util.event_loop import close_event_loop
+from ..util.eternal import EternalTask, wait_unless_aborted
 
 __all__ = ('handler', 'listen', 'process_message', 'is_ours',
            'nodes_handled')
@@ -192,210 +184,6 @@ def process_message(node, text, broker_errors=()):
     return result
 
 
-# --- Redis stream transport -----------------------------------------------
-
-#: Failures to reach the broker while dispatching: the entry stays unread.
-_BROKER_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError)
-
-def _handle_entries(stream, entries, channels):
-    """Hand each stream entry of a handled node to its handlers, moving
-    the cursor past it once it is handed on (at least once)."""
-    for entry_id, node, message in entries:
-        if node in channels.values():
-            if message is None:
-                log.warning('LVAlert: stream entry %s on %s has no message',
-                            entry_id, node)
-            else:
-                try:
-                    process_message(node, message, _BROKER_ERRORS)
-                except _BROKER_ERRORS:
-                    raise  # not handed on: read again after reconnecting
-                except Exception:
-                    # A message that breaks the listener must not stop
-                    # the stream behind it (it would come back forever).
-                    log.exception('LVAlert: skipping stream entry %s on %s',
-                                  entry_id, node)
-        stream.save_cursor(entry_id)
-
-
-def _drain(pubsub, timeout):
-    """Wait up to ``timeout`` s for a wake-up on the channels; take every
-    pending one (their contents are in the stream)."""
-    message = next_published(pubsub, timeout)
-    while message is not None:
-        message = next_published(pubsub, 0)
-
-
-def _listen_redis(task, nodes):
-    conf = app.conf
-    url = conf['lvalert_redis_url'] or conf.broker_url
-    prefix = conf['lvalert_redis_channel_prefix']
-    channels = {prefix + node: node for node in nodes}
-    backoff = Backoff(conf['listener_reconnect_delay_min'],
-                      conf['listener_reconnect_delay_max'])
-    while not task.is_aborted():
-        client = redis.Redis.from_url(url, socket_connect_timeout=10,
-                                      socket_timeout=30,
-                                      health_check_interval=30)
-        stream = AlertStream(client, prefix)
-        pubsub = client.pubsub(ignore_subscribe_messages=True)
-        try:
-            pubsub.subscribe(*channels)
-            cursor = stream.cursor(conf['lvalert_redis_stream_max_age'])
-            log.info('LVAlert: subscribed to %d Redis channel(s) %s*; '
-                     'reading the stream %s after %s', len(channels), prefix,
-                     stream.key, cursor)
-            backoff.reset()
-            while not task.is_aborted():
-                entries = stream.read_after(cursor)
-                if entries:
-                    _handle_entries(stream, entries, channels)
-                    cursor = entries[-1][0]
-                else:
-                    _drain(pubsub, POLL_INTERVAL)
-        except _BROKER_ERRORS as exc:
-            delay = backoff.next()
-            log.warning('LVAlert: Redis at %s failed (%s); reconnecting in '
-                        '%.0f s', url, exc, delay)
-            wait_unless_aborted(task, delay)
-        finally:
-            pubsub.close()
-            client.close()
-
-
-# --- XMPP transport (sleek-lvalert) ---------------------------------------
-
-def _make_xmpp_client():
-    """An LVAlert client for the configured server (not connected)."""
-    from sleek_lvalert import LVAlertClient
-
-    conf = app.conf
-    client = LVAlertClient(server=conf['lvalert_host'],
-                           netrc=conf['lvalert_netrc'])
-    if conf['lvalert_ca_certs']:
-        # sleek-lvalert pins its own CA bundle; a private server (e.g. a
-        # local prosody) has its own certificate.
-        client.ca_certs = conf['lvalert_ca_certs']
-    client.register_plugin('xep_0199', {
-        'keepalive': True,
-        'interval': float(conf['lvalert_keepalive_interval']),
-        'timeout': float(conf['lvalert_keepalive_interval'])})
-    return client
-
-
-class _XMPPSession:
-    """Run one sleek-lvalert client in the task's thread until aborted:
-    subscribe after each login, reconnect with backoff after each
-    disconnection."""
-
-    def __init__(self, task, nodes, client, loop):
-        conf = app.conf
-        self.task = task
-        self.nodes = nodes
-        self.client = client
-        self.loop = loop
-        self.missing = set(nodes)
-        self.reported = set()
-        self.in_session = False
-        self.stopping = False
-        self.resubscribe_interval = float(
-            conf['lvalert_resubscribe_interval'])
-        self.backoff = Backoff(conf['listener_reconnect_delay_min'],
-                               conf['listener_reconnect_delay_max'])
-        port = conf['lvalert_port']
-        self.address = ((conf['lvalert_host'], int(port)) if port
-                        else (None, None))
-        client.listen(process_message)
-        client.add_event_handler('session_start', self.on_session_start)
-        client.add_event_handler('disconnected', self.on_disconnected)
-        client.add_event_handler('failed_all_auth', self.on_failed_auth)
-
-    def connect(self):
-        if not self.stopping:
-            self.client.connect(*self.address)
-
-    async def subscribe_missing(self):
-        for node in sorted(self.missing):
-            try:
-                await self.client.subscribe(node)
-            except (IqError, IqTimeout) as exc:
-                reason = (exc.iq['error']['condition']
-                          if isinstance(exc, IqError) else 'no answer')
-                if node in self.reported:
-                    log.debug('LVAlert: still cannot subscribe to node %s '
-                              '(%s)', node, reason)
-                else:
-                    self.reported.add(node)
-                    log.warning('LVAlert: cannot subscribe to node %s (%s); '
-                                'retrying every %.0f s', node, reason,
-                                self.resubscribe_interval)
-            else:
-                self.missing.discard(node)
-                log.info('LVAlert: subscribed to node %s', node)
-
-    async def on_session_start(self, event):
-        log.info('LVAlert: logged in to %s as %s', self.client.boundjid.host,
-                 self.client.boundjid.bare)
-        self.backoff.reset()
-        self.in_session = True
-        self.missing = set(self.nodes)
-        self.reported = set()
-        await self.subscribe_missing()
-
-    def on_failed_auth(self, event):
-        log.error('LVAlert: the XMPP server refused the credentials of %s',
-                  self.client.boundjid.bare)
-
-    def on_disconnected(self, event):
-        self.in_session = False
-        if self.stopping:
-            return
-        delay = self.backoff.next()
-        log.warning('LVAlert: disconnected from the XMPP server (%s); '
-                    'reconnecting in %.0f s', event, delay)
-        self.loop.call_later(delay, self.connect)
-
-    async def run(self):
-        self.connect()
-        last_resubscribe = time.monotonic()
-        while not self.task.is_aborted():
-            await asyncio.sleep(POLL_INTERVAL)
-            if (self.missing and self.in_session
-                    and time.monotonic() - last_resubscribe
-                    > self.resubscribe_interval):
-                last_resubscribe = time.monotonic()
-                await self.subscribe_missing()
-        self.stopping = True
-        self.client.disconnect()
-        try:
-            await asyncio.wait_for(self.client.disconnected, 5)
-        except asyncio.TimeoutError:
-            pass
-
-
-def _listen_xmpp(task, nodes):
-    conf = app.conf
-    backoff = Backoff(conf['listener_reconnect_delay_min'],
-                      conf['listener_reconnect_delay_max'])
-    while not task.is_aborted():
-        loop = asyncio.new_event_loop()
-        asyncio.set_event_loop(loop)
-        try:
-            try:
-                client = _make_xmpp_client()
-            except (RuntimeError, OSError) as exc:
-                delay = backoff.next()
-                log.error('LVAlert: cannot set up the XMPP client for %s '
-                          '(%s); retrying in %.0f s', conf['lvalert_host'],
-                          exc, delay)
-                wait_unless_aborted(task, delay)
-                continue
-            session = _XMPPSession(task, nodes, client, loop)
-            loop.run_until_complete(session.run())
-        finally:
-            close_event_loop(loop)
-
-
 @app.task(base=EternalTask, bind=True, shared=False)
 def listen(self):
     """Receive LVAlert messages and dispatch them to their handlers
@@ -412,16 +200,17 @@ def listen(self):
     transport = app.conf['lvalert_transport']
     log.info('LVAlert: listening over %s for %d node(s): %s', transport,
              len(nodes), ', '.join(nodes))
+    # Raising leaves the message unread (Redis stream) or its offset
+    # uncommitted (Kafka): it is read again later.
+    process_or_raise = functools.partial(
+        process_message, broker_errors=alert_stream.BROKER_ERRORS)
     if transport == 'xmpp':
-        _listen_xmpp(self, nodes)
+        lvalert_xmpp.listen(self, app.conf, nodes, process_message)
     elif transport == 'redis':
-        _listen_redis(self, nodes)
+        alert_stream.listen(self, app.conf, nodes, process_or_raise)
     elif transport == 'kafka':
         from ..kafka import igwn_alert
 
-        def process_or_raise(node, text):
-            # Raising leaves the offset uncommitted: read again later.
-            return process_message(node, text, _BROKER_ERRORS)
         igwn_alert.listen(self, app.conf, nodes, process_or_raise)
     else:
         log.error('LVAlert: unknown lvalert_transport %r (expected '

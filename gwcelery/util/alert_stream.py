@@ -16,9 +16,20 @@ that it is connected (``PUBSUB NUMSUB``).
 
 The stream keeps about ``max_length`` entries; a listener that has no
 cursor yet starts at the entries younger than ``max_age`` seconds.
+
+:func:`listen` is the listener's side (the ``'redis'`` transport of
+:mod:`gwcelery.tasks.lvalert`).
 """
 
+import logging
 import time
+
+import kombu.exceptions
+import redis
+
+from .eternal import POLL_INTERVAL, Backoff, wait_unless_aborted
+
+log = logging.getLogger(__name__)
 
 #: Name of the stream and of the cursor, after the prefix.
 STREAM_SUFFIX = 'stream'
@@ -103,3 +114,79 @@ def next_published(pubsub, timeout):
 
 def _text(value):
     return value.decode() if isinstance(value, bytes) else value
+
+
+#: Failures to reach Redis or the Celery broker while handing an entry on:
+#: the entry stays unread, and is read again after reconnecting.
+BROKER_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError)
+
+
+def _handle_entries(stream, entries, channels, process_message):
+    """Hand each stream entry of a handled node to its handlers, moving
+    the cursor past it once it is handed on (at least once)."""
+    for entry_id, node, message in entries:
+        if node in channels.values():
+            if message is None:
+                log.warning('LVAlert: stream entry %s on %s has no message',
+                            entry_id, node)
+            else:
+                try:
+                    process_message(node, message)
+                except BROKER_ERRORS:
+                    raise  # not handed on: read again after reconnecting
+                except Exception:
+                    # A message that breaks the listener must not stop
+                    # the stream behind it (it would come back forever).
+                    log.exception('LVAlert: skipping stream entry %s on %s',
+                                  entry_id, node)
+        stream.save_cursor(entry_id)
+
+
+def _drain(pubsub, timeout):
+    """Wait up to ``timeout`` s for a wake-up on the channels; take every
+    pending one (their contents are in the stream)."""
+    message = next_published(pubsub, timeout)
+    while message is not None:
+        message = next_published(pubsub, 0)
+
+
+def listen(task, conf, nodes, process_message):
+    """Hand each new entry of the stream on one of `nodes` to
+    ``process_message(node, text)``, which raises :data:`BROKER_ERRORS`
+    when it could not hand it on, until `task` is aborted; `conf` is the
+    app's configuration. Reconnects with a doubling delay after a failure
+    of Redis (the entry is then read again)."""
+    url = conf['lvalert_redis_url'] or conf.broker_url
+    prefix = conf['lvalert_redis_channel_prefix']
+    channels = {prefix + node: node for node in nodes}
+    backoff = Backoff(conf['listener_reconnect_delay_min'],
+                      conf['listener_reconnect_delay_max'])
+    while not task.is_aborted():
+        client = redis.Redis.from_url(url, socket_connect_timeout=10,
+                                      socket_timeout=30,
+                                      health_check_interval=30)
+        stream = AlertStream(client, prefix)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.subscribe(*channels)
+            cursor = stream.cursor(conf['lvalert_redis_stream_max_age'])
+            log.info('LVAlert: subscribed to %d Redis channel(s) %s*; '
+                     'reading the stream %s after %s', len(channels), prefix,
+                     stream.key, cursor)
+            backoff.reset()
+            while not task.is_aborted():
+                entries = stream.read_after(cursor)
+                if entries:
+                    _handle_entries(stream, entries, channels,
+                                    process_message)
+                    cursor = entries[-1][0]
+                else:
+                    _drain(pubsub, POLL_INTERVAL)
+        except BROKER_ERRORS as exc:
+            delay = backoff.next()
+            log.warning('LVAlert: Redis at %s failed (%s); reconnecting in '
+                        '%.0f s', url, exc, delay)
+            wait_unless_aborted(task, delay)
+        finally:
+            pubsub.close()
+            client.close()
