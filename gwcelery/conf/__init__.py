@@ -144,8 +144,9 @@ gracedb_timeout = 60
 request as failed (and retries it)."""
 
 gracedb_max_retries = 10
-"""How many times a GraceDB task (see :func:`gwcelery.tasks.gracedb.task`)
-is retried when GraceDB cannot be reached, times out or answers one of
+"""How many times a GraceDB task (see
+:func:`gwcelery.tasks.gracedb_client.task`) is retried when GraceDB
+cannot be reached, times out or answers one of
 :obj:`gracedb_retry_statuses`."""
 
 gracedb_retry_statuses = [408, 429, 500, 502, 503, 504]

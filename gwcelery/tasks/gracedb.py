@@ -1,46 +1,37 @@
-"""Tasks that talk to GraceDB, and the decorator that gives any task the
-GraceDB retry policy.
+"""Tasks that talk to GraceDB.
 
-Each worker process holds one :class:`gracedb_sdk.Client`, built on first
-use from :obj:`~gwcelery.conf.gracedb_url` (so the same tasks talk to the
-local server or to a production GraceDB) and dropped after a fork.
-
-Every task declared with :func:`task` (all the tasks here, and every task
-elsewhere that calls GraceDB, directly or through these tasks) retries
-with exponential backoff and full jitter (up to
-:obj:`~gwcelery.conf.gracedb_max_retries` times, from about
-:obj:`~gwcelery.conf.gracedb_retry_backoff` seconds, waits capped at
-:obj:`~gwcelery.conf.gracedb_retry_backoff_max` seconds) when GraceDB
-cannot be reached, times out (:obj:`~gwcelery.conf.gracedb_timeout`) or
-answers one of :obj:`~gwcelery.conf.gracedb_retry_statuses` (and 409
-Conflict for the tasks that declare it safe to repeat). Any other error
-answer fails at once with a :class:`requests.HTTPError` whose message
-includes the server's.
+They use this process's client (:func:`~gwcelery.tasks.gracedb_client.client`)
+and are declared with the GraceDB retry policy
+(:func:`~gwcelery.tasks.gracedb_client.task`). The rest of the pipeline
+reaches the client and the policy through this module too
+(``gracedb.task``, ``gracedb.client``, ``gracedb.retrying``,
+``gracedb.GraceDbUnavailable``).
 
 A task here that another task calls inline does not retry by itself
-(Celery re-raises the :class:`GraceDbUnavailable`): the calling task,
-declared with :func:`task` too, retries as a whole, so it must be safe to
-run again; the creation tasks here look up what an earlier try may have
-created before they create anything.
+(Celery re-raises the
+:class:`~gwcelery.tasks.gracedb_client.GraceDbUnavailable`): the calling
+task, declared with :func:`~gwcelery.tasks.gracedb_client.task` too,
+retries as a whole, so it must be safe to run again; the creation tasks
+here look up what an earlier try may have created before they create
+anything.
 
 A ``graceid`` argument may name an event (``G123``) or a superevent
 (``S250101a``).
 """
 
-import functools
-import json
 import logging
-import os
 
 import requests
-from requests.adapters import HTTPAdapter
 
-from .. import app
+from .gracedb_client import (
+    GraceDbUnavailable,  # noqa: F401 (callers catch it as gracedb.*)
+    client,
+    retrying,
+    status_is,
+    task,
+)
 
 log = logging.getLogger(__name__)
-
-#: HTTP status of a conflict, retried only by tasks that are safe to repeat.
-CONFLICT = 409
 
 #: The message of GraceDB's 400 answer to a PATCH that changes nothing.
 NO_CHANGE_MESSAGE = 'Request would not modify the superevent'
@@ -57,172 +48,12 @@ VOEVENT_TYPE_NAMES = {'EW': 'earlywarning', 'PR': 'preliminary',
                       'IN': 'initial', 'UP': 'update', 'RE': 'retraction'}
 
 
-class GraceDbUnavailable(Exception):
-    """GraceDB could not be reached, timed out or answered a status worth
-    repeating the request for; the task is retried."""
-
-
-class TimeoutAdapter(HTTPAdapter):
-    """An HTTP adapter that applies a default time-out to every request."""
-
-    def __init__(self, timeout, **kwargs):
-        self.timeout = timeout
-        super().__init__(**kwargs)
-
-    def send(self, request, timeout=None, **kwargs):
-        return super().send(request, timeout=timeout or self.timeout,
-                            **kwargs)
-
-
-_client = None
-
-
-def _forget_client():
-    global _client
-    _client = None
-
-
-# A session's sockets must not be shared between a parent and its forks.
-os.register_at_fork(after_in_child=_forget_client)
-
-
-def client():
-    """This process's gracedb-sdk client for ``app.conf.gracedb_url`` (rebuilt
-    when that setting or :obj:`~gwcelery.conf.gracedb_timeout` changes)."""
-    global _client
-    url = app.conf['gracedb_url']
-    timeout = app.conf['gracedb_timeout']
-    if _client is None or (_client.url, _client.timeout) != (url, timeout):
-        from gracedb_sdk import Client
-
-        new_client = Client(url)
-        new_client.timeout = timeout
-        adapter = TimeoutAdapter(timeout)
-        new_client.session.mount('http://', adapter)
-        new_client.session.mount('https://', adapter)
-        if _client is not None:
-            _client.close()
-        _client = new_client
-    return _client
-
-
-def server_message(response):
-    """The error message in a GraceDB error response body."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text.strip()
-    if isinstance(body, dict) and 'error' in body:
-        return str(body['error'])
-    if isinstance(body, str):
-        return body
-    return json.dumps(body)
-
-
-def retryable(status, conflict_safe=False):
-    """Whether an answer with HTTP ``status`` is worth trying again:
-    :obj:`~gwcelery.conf.gracedb_retry_statuses`, and 409 Conflict if the
-    request is safe to repeat (``conflict_safe``)."""
-    return (status in app.conf['gracedb_retry_statuses']
-            or (conflict_safe and status == CONFLICT))
-
-
-def translate_errors(func, conflict_safe=False):
-    """Wrap ``func`` so that transient failures become
-    :class:`GraceDbUnavailable` (retried) and other HTTP errors ones that
-    carry the server's message."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except requests.HTTPError as exc:
-            response = exc.response
-            if response is None:
-                raise GraceDbUnavailable(str(exc)) from exc
-            message = (f'{response.status_code} {response.reason} for '
-                       f'{response.request.method} {response.url}: '
-                       f'{server_message(response)}')
-            if retryable(response.status_code, conflict_safe):
-                raise GraceDbUnavailable(message) from exc
-            raise requests.HTTPError(message, response=response,
-                                     request=exc.request) from None
-        except (requests.ConnectionError, requests.Timeout,
-                requests.exceptions.ChunkedEncodingError) as exc:
-            raise GraceDbUnavailable(f'{type(exc).__name__}: {exc}') from exc
-
-    return wrapper
-
-
-def retry_options():
-    """The Celery task options of the GraceDB retry policy (read from the
-    configuration when a task is declared)."""
-    conf = app.conf
-    return dict(autoretry_for=(GraceDbUnavailable,),
-                retry_backoff=conf['gracedb_retry_backoff'],
-                retry_backoff_max=conf['gracedb_retry_backoff_max'],
-                retry_jitter=True, max_retries=conf['gracedb_max_retries'])
-
-
-def task(*keys, via=None, conflict_safe=False, **options):
-    """Decorator: declare a task that talks to GraceDB, with the retry
-    policy.
-
-    Options go to ``app.task`` (they may override the policy's, e.g.
-    ``max_retries``). ``conflict_safe`` also retries after 409 Conflict.
-    To declare a listener's handler, give its registering decorator as
-    ``via`` and its keys::
-
-        @gracedb.task(queue='exttrig')
-        def upload_notice(payload):
-            ...
-
-        @gracedb.task(*NODES, via=lvalert.handler, queue='superevent')
-        def handle(alert):
-            ...
-
-    The task must be safe to run again from the start: a retry repeats
-    everything it did before the failure.
-    """
-    if len(keys) == 1 and callable(keys[0]) and via is None and not options:
-        return task()(keys[0])  # used bare: @gracedb.task
-    if keys and via is None:
-        raise TypeError('keys are only for a registering decorator (via)')
-
-    def decorate(func):
-        merged = {**retry_options(), **options}
-        register = app.task(**merged) if via is None else via(*keys,
-                                                              **merged)
-        return register(translate_errors(func, conflict_safe))
-    return decorate
-
-
-def retrying():
-    """Whether the task running in this process (or the task that called
-    the current one inline) is a retry or a redelivered message (its
-    worker was lost): an earlier try may have done part of its work."""
-    current = app.current_worker_task
-    if current is None:
-        return False
-    request = current.request
-    return bool(request.retries
-                or (request.delivery_info or {}).get('redelivered'))
-
-
 def _own_task(conflict_safe=False, **options):
     """Declare one of this module's tasks (not shared between apps)."""
     def decorate(func):
         return task(shared=False, name=f'{__name__}.{func.__name__}',
                     conflict_safe=conflict_safe, **options)(func)
     return decorate
-
-
-def _status_is(exc, status, *messages):
-    response = exc.response
-    if response is None or response.status_code != status:
-        return False
-    text = server_message(response)
-    return not messages or any(message in text for message in messages)
 
 
 # --- events ---------------------------------------------------------------
@@ -308,7 +139,7 @@ def update_superevent(superevent_id, t_start=None, t_end=None, t_0=None,
     try:
         client().superevents.update(superevent_id, **values)
     except requests.HTTPError as exc:
-        if not _status_is(exc, 400, NO_CHANGE_MESSAGE):
+        if not status_is(exc, 400, NO_CHANGE_MESSAGE):
             raise
         log.info('Superevent %s already has %s', superevent_id, values)
 
@@ -330,7 +161,7 @@ def create_label(label, graceid):
     try:
         client().events[graceid].labels.create(label)
     except requests.HTTPError as exc:
-        if not _status_is(exc, 400, *DUPLICATE_LABEL_MESSAGES):
+        if not status_is(exc, 400, *DUPLICATE_LABEL_MESSAGES):
             raise
         log.info('Label %s was already applied to %s', label, graceid)
 
@@ -342,7 +173,7 @@ def remove_label(label, graceid):
     try:
         client().events[graceid].labels.delete(label)
     except requests.HTTPError as exc:
-        if not _status_is(exc, 404):
+        if not status_is(exc, 404):
             raise
         log.info('Label %s was not applied to %s (or %s does not exist)',
                  label, graceid, graceid)
@@ -373,10 +204,11 @@ def upload(filecontents, filename, graceid, message, tags=(),
     """Write a log message, with a file unless ``filecontents`` is ``None``,
     and tags. Return the log entry.
 
-    A retry (:func:`retrying`), or a call that says there was an
-    ``earlier_try``, first looks for the entry an earlier try may have
-    written before its answer was lost (same message and file name among
-    the latest entries), so that it is not written twice.
+    A retry (:func:`~gwcelery.tasks.gracedb_client.retrying`), or a call
+    that says there was an ``earlier_try``, first looks for the entry an
+    earlier try may have written before its answer was lost (same message
+    and file name among the latest entries), so that it is not written
+    twice.
     """
     logs = client().events[graceid].logs
     if earlier_try or retrying():
@@ -418,9 +250,9 @@ def create_voevent(graceid, voevent_type, **kwargs):
     ``PR``, ...) with the given parameters; return the VOEvent's file
     name.
 
-    A retry (:func:`retrying`) first checks whether an earlier try created
-    it before its answer was lost: if the latest VOEvent has this type and
-    sky map, its file name is returned.
+    A retry (:func:`~gwcelery.tasks.gracedb_client.retrying`) first checks
+    whether an earlier try created it before its answer was lost: if the
+    latest VOEvent has this type and sky map, its file name is returned.
     """
     voevent_type = _voevent_type_name(voevent_type)
     voevents = client().events[graceid].voevents
@@ -454,7 +286,7 @@ def create_tag(graceid, log_number, tag):
     try:
         client().events[graceid].logs[log_number].tags.create(tag)
     except requests.HTTPError as exc:
-        if not _status_is(exc, 400):
+        if not status_is(exc, 400):
             raise
         log.info('Log entry %s of %s already tagged %s', log_number,
                  graceid, tag)
@@ -478,7 +310,7 @@ def create_signoff(superevent_id, signoff_type, status, comment=''):
         client().superevents[superevent_id].signoff(signoff_type, status,
                                                      comment)
     except requests.HTTPError as exc:
-        if not _status_is(exc, 400, SIGNOFF_EXISTS_MESSAGE):
+        if not status_is(exc, 400, SIGNOFF_EXISTS_MESSAGE):
             raise
         log.info('%s was already signed off (%s)', superevent_id,
                  signoff_type)
