@@ -2,7 +2,7 @@
 
 import pytest
 
-from gwcelery.tasks import lifecycle
+from gwcelery.tasks import lifecycle, lifecycle_plan
 
 
 def sent_entry(filename):
@@ -33,7 +33,7 @@ def test_notices_sent_reads_only_the_sent_uploads():
     (['INJ'], [], 'it is an injection (INJ)'),
 ])
 def test_automatic_alert_blocked(labels, sent, blocked):
-    assert lifecycle.automatic_alert_blocked(labels, sent) == blocked
+    assert lifecycle_plan.automatic_alert_blocked(labels, sent) == blocked
 
 
 @pytest.mark.parametrize('label,labels,sent,planned', [
@@ -50,7 +50,7 @@ def test_automatic_alert_blocked(labels, sent, blocked):
     ('ADVOK', ['ADVOK'], ['Preliminary', 'Retraction'], None),
 ])
 def test_plan_signoff(label, labels, sent, planned):
-    alert_type, why_not = lifecycle.plan_signoff(label, labels, sent)
+    alert_type, why_not = lifecycle_plan.plan_signoff(label, labels, sent)
     assert alert_type == planned
     assert (why_not is None) == (planned is not None)
 
@@ -64,7 +64,7 @@ def test_plan_signoff(label, labels, sent, planned):
     (['INJ'], ['Preliminary'], False),
 ])
 def test_plan_update(labels, sent, allowed):
-    assert (lifecycle.plan_update(labels, sent) is None) == allowed
+    assert (lifecycle_plan.plan_update(labels, sent) is None) == allowed
 
 
 LOG = [
@@ -83,21 +83,21 @@ LOG = [
 
 
 def test_latest_products_and_their_log_entries():
-    names = lifecycle.latest_products(LOG)
+    names = lifecycle_plan.latest_products(LOG)
     assert names == ('bayestar.multiorder.fits,1', 'em_bright.json,0',
                      'gstlal.p_astro.json,0')
-    assert lifecycle.log_numbers(LOG, names) == [2, 3, 5]
-    assert lifecycle.latest_products(LOG[:1] + LOG[5:]) == (
+    assert lifecycle_plan.log_numbers(LOG, names) == [2, 3, 5]
+    assert lifecycle_plan.latest_products(LOG[:1] + LOG[5:]) == (
         'bayestar.multiorder.fits,0', None, None)
 
 
 def test_resolve_filename():
-    assert lifecycle.resolve_filename('bilby.multiorder.fits', LOG) == \
+    assert lifecycle_plan.resolve_filename('bilby.multiorder.fits', LOG) == \
         'bilby.multiorder.fits,0'
-    assert lifecycle.resolve_filename('bayestar.multiorder.fits', LOG) == \
-        'bayestar.multiorder.fits,1'
-    assert lifecycle.resolve_filename('bayestar.multiorder.fits,0', LOG) \
+    assert lifecycle_plan.resolve_filename(
+        'bayestar.multiorder.fits', LOG) == 'bayestar.multiorder.fits,1'
+    assert lifecycle_plan.resolve_filename('bayestar.multiorder.fits,0', LOG) \
         == 'bayestar.multiorder.fits,0'
-    assert lifecycle.resolve_filename('bayestar.multiorder.fits,7', LOG) \
+    assert lifecycle_plan.resolve_filename('bayestar.multiorder.fits,7', LOG) \
         is None
-    assert lifecycle.resolve_filename('nosuch.fits', LOG) is None
+    assert lifecycle_plan.resolve_filename('nosuch.fits', LOG) is None

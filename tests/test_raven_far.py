@@ -13,7 +13,7 @@ from ligo.skymap.moc import nest2uniq
 
 from gwcelery import app
 from gwcelery.external import coincidence
-from gwcelery.tasks import external_skymaps, raven
+from gwcelery.tasks import external_skymaps, raven_rules
 
 YEAR = 365 * 86400
 
@@ -30,7 +30,7 @@ def superevent(group, pipeline):
     (superevent('Test', 'oLIB'), 'Burst'),
 ])
 def test_gw_group(event, group):
-    assert raven.gw_group(event) == group
+    assert raven_rules.gw_group(event) == group
 
 
 def test_default_windows():

@@ -18,9 +18,9 @@ from gwcelery.tasks import (
     alerts,
     combined_skymaps,
     external_skymaps,
-    lifecycle,
-    raven,
+    lifecycle_plan,
     raven_followup,
+    raven_rules,
 )
 
 #: The order-4 pixel (nested) where :func:`gw_skymap` is concentrated.
@@ -125,8 +125,8 @@ def test_combined_fits_reads_back_with_its_header():
 ])
 def test_wants_combined_skymap(changed, most_significant, space_far,
                                wanted):
-    assert raven.wants_combined_skymap(changed, most_significant,
-                                       space_far) is wanted
+    assert raven_rules.wants_combined_skymap(changed, most_significant,
+                                             space_far) is wanted
 
 
 def superevent(labels=(), far=1e-6, preferred='G1', em_type='E1'):
@@ -178,7 +178,8 @@ def test_rerun_after_external_log(labels, filename, tags, rerun):
      'already went out'),
 ])
 def test_plan_raven_preliminary(labels, far, sent, why_not):
-    result = lifecycle.plan_raven_preliminary(superevent(labels, far), sent)
+    result = lifecycle_plan.plan_raven_preliminary(superevent(labels, far),
+                                                   sent)
     if why_not is None:
         assert result is None
     else:

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from gwcelery import app
-from gwcelery.tasks import superevents
+from gwcelery.tasks import superevent_rules, superevents
 
 from .conftest import DATA_DIR
 
@@ -57,7 +57,7 @@ def cwb_event(graceid='G9', gpstime=1000.0, duration=0.25, far=1e-10,
 
 def superevent_of(event, superevent_id='S1', t_start=None, t_end=None,
                   labels=(), gw_events=None):
-    t_0, event_start, event_end = superevents.event_window(event)
+    t_0, event_start, event_end = superevent_rules.event_window(event)
     return {'superevent_id': superevent_id, 't_0': t_0,
             't_start': event_start if t_start is None else t_start,
             't_end': event_end if t_end is None else t_end,
@@ -73,27 +73,27 @@ COMPLETE_CBC = ('SKYMAP_READY', 'EMBRIGHT_READY', 'PASTRO_READY')
 
 def test_category_of_sample_events(sample_events, sample_superevents,
                                    mdc_event):
-    assert superevents.event_category(sample_events['G1']) == 'Production'
-    assert superevents.event_category(mdc_event) == 'MDC'
+    assert superevent_rules.event_category(sample_events['G1']) == 'Production'
+    assert superevent_rules.event_category(mdc_event) == 'MDC'
     test_event = sample_superevents['S0041']['preferred_event_data']
-    assert superevents.event_category(test_event) == 'Test'
+    assert superevent_rules.event_category(test_event) == 'Test'
 
 
 def test_category_of_test_group_wins_over_mdc_search():
     event = cbc_event(group='Test', search='MDC')
-    assert superevents.event_category(event) == 'Test'
+    assert superevent_rules.event_category(event) == 'Test'
 
 
 @pytest.mark.parametrize('superevent_id,category', [
     ('S190421ar', 'Production'), ('S0041', 'Production'),
     ('TS200101a', 'Test'), ('MS220722v', 'MDC')])
 def test_superevent_category(superevent_id, category):
-    assert superevents.superevent_category(superevent_id) == category
+    assert superevent_rules.superevent_category(superevent_id) == category
 
 
 def test_superevent_category_rejects_an_event_id():
     with pytest.raises(ValueError, match='G1'):
-        superevents.superevent_category('G1')
+        superevent_rules.superevent_category('G1')
 
 
 def test_nodes_cover_every_search():
@@ -107,8 +107,8 @@ def test_nodes_cover_every_search():
 def test_analysis_group_of_a_test_event(sample_superevents):
     test_event = sample_superevents['S0041']['preferred_event_data']
     assert test_event['group'] == 'Test'
-    assert superevents.analysis_group(test_event) == 'CBC'
-    assert superevents.analysis_group(
+    assert superevent_rules.analysis_group(test_event) == 'CBC'
+    assert superevent_rules.analysis_group(
         dict(cwb_event(), group='Test')) == 'Burst'
 
 
@@ -118,12 +118,12 @@ def test_window_of_cbc_event_uses_pipeline_setting(monkeypatch, mdc_event):
     monkeypatch.setitem(app.conf, 'superevent_d_t_start', {'gstlal': 2.0})
     monkeypatch.setitem(app.conf, 'superevent_d_t_end', {'gstlal': 0.5})
     t_0 = mdc_event['gpstime']
-    assert superevents.event_window(mdc_event) == (
+    assert superevent_rules.event_window(mdc_event) == (
         t_0, t_0 - 2.0, t_0 + 0.5)
 
 
 def test_window_defaults_to_one_second_for_cbc(sample_events):
-    assert superevents.event_window(cbc_event(gpstime=10.0)) == (
+    assert superevent_rules.event_window(cbc_event(gpstime=10.0)) == (
         10.0, 9.0, 11.0)
 
 
@@ -131,17 +131,17 @@ def test_window_of_unknown_pipeline_uses_default(monkeypatch, sample_events):
     monkeypatch.setitem(app.conf, 'superevent_default_d_t_start', 3.0)
     monkeypatch.setitem(app.conf, 'superevent_default_d_t_end', 4.0)
     # sample event G1's pipeline is called 'pipeline'
-    assert superevents.event_window(sample_events['G1']) == (1, -2.0, 5.0)
+    assert superevent_rules.event_window(sample_events['G1']) == (1, -2.0, 5.0)
 
 
 def test_window_of_cwb_event_is_its_duration():
-    assert superevents.event_window(cwb_event(gpstime=10.0, duration=0.25)) \
-        == (10.0, 9.75, 10.25)
+    event = cwb_event(gpstime=10.0, duration=0.25)
+    assert superevent_rules.event_window(event) == (10.0, 9.75, 10.25)
 
 
 def test_window_of_cwb_event_without_duration_uses_default():
     event = cwb_event(gpstime=10.0, duration=None)
-    assert superevents.event_window(event) == (10.0, 9.0, 11.0)
+    assert superevent_rules.event_window(event) == (10.0, 9.0, 11.0)
 
 
 def test_window_of_olib_event_is_quality_over_frequency(sample_superevents):
@@ -149,34 +149,35 @@ def test_window_of_olib_event_is_quality_over_frequency(sample_superevents):
     event['extra_attributes']['LalInferenceBurst'].update(
         quality_mean=20, frequency_mean=80)
     t_0 = event['gpstime']
-    assert superevents.event_window(event) == (t_0, t_0 - 0.25, t_0 + 0.25)
+    assert superevent_rules.event_window(event) == (
+        t_0, t_0 - 0.25, t_0 + 0.25)
 
 
 # --- completeness and thresholds -------------------------------------------
 
 def test_complete_sample_events(sample_events):
-    assert superevents.is_complete(sample_events['G1'])
-    assert not superevents.is_complete(sample_events['G2'])  # no sky map
-    assert superevents.is_complete(sample_events['G3'])
+    assert superevent_rules.is_complete(sample_events['G1'])
+    assert not superevent_rules.is_complete(sample_events['G2'])  # no sky map
+    assert superevent_rules.is_complete(sample_events['G3'])
 
 
 def test_burst_needs_only_a_sky_map():
-    assert not superevents.is_complete(cwb_event())
-    assert superevents.is_complete(cwb_event(labels=['SKYMAP_READY']))
+    assert not superevent_rules.is_complete(cwb_event())
+    assert superevent_rules.is_complete(cwb_event(labels=['SKYMAP_READY']))
 
 
 def test_required_labels_by_pipeline_override_group(monkeypatch):
     monkeypatch.setitem(app.conf, 'superevent_required_labels', {
         'CBC': ['SKYMAP_READY', 'PASTRO_READY'], 'spiir': ['SKYMAP_READY']})
-    assert superevents.is_complete(
+    assert superevent_rules.is_complete(
         cbc_event(pipeline='spiir', labels=['SKYMAP_READY']))
-    assert not superevents.is_complete(cbc_event(labels=['SKYMAP_READY']))
+    assert not superevent_rules.is_complete(cbc_event(labels=['SKYMAP_READY']))
 
 
 def test_old_format_labels_dict_is_no_labels(sample_superevents):
     event = sample_superevents['S0040']['preferred_event_data']
     assert event['labels'] == {}
-    assert not superevents.is_complete(event)
+    assert not superevent_rules.is_complete(event)
 
 
 @pytest.mark.parametrize('changes,passes', [
@@ -190,19 +191,19 @@ def test_old_format_labels_dict_is_no_labels(sample_superevents):
 ])
 def test_public_threshold_for_cbc(changes, passes):
     event = dict(cbc_event(far=1e-10), **changes)
-    assert superevents.passes_public_threshold(event) is passes
+    assert superevent_rules.passes_public_threshold(event) is passes
 
 
 def test_public_threshold_uses_burst_trials_factor():
     # 4 x 4e-8 Hz passes for Burst, 5 x 4e-8 Hz does not for CBC
-    assert superevents.passes_public_threshold(cwb_event(far=4e-8))
-    assert not superevents.passes_public_threshold(cbc_event(far=4e-8))
+    assert superevent_rules.passes_public_threshold(cwb_event(far=4e-8))
+    assert not superevent_rules.passes_public_threshold(cbc_event(far=4e-8))
 
 
 # --- ranking ---------------------------------------------------------------
 
 def best(*events):
-    return max(events, key=superevents.ranking_key)['graceid']
+    return max(events, key=superevent_rules.ranking_key)['graceid']
 
 
 def test_ranking_of_sample_events(sample_events):
@@ -260,35 +261,35 @@ def test_ranking_of_superevent_preferred_events(sample_superevents):
 
 def test_member_superevent(sample_superevents):
     candidates = list(sample_superevents.values())
-    assert superevents.member_superevent(candidates, 'T0218')[
+    assert superevent_rules.member_superevent(candidates, 'T0218')[
         'superevent_id'] == 'S0041'
-    assert superevents.member_superevent(candidates, 'G1') is None
+    assert superevent_rules.member_superevent(candidates, 'G1') is None
 
 
 def test_overlapping_superevent_picks_earliest_t_0():
     later = superevent_of(cbc_event('G2', gpstime=1001.5), 'S2')
     earlier = superevent_of(cbc_event('G1', gpstime=1000.0), 'S1')
-    assert superevents.overlapping_superevent(
+    assert superevent_rules.overlapping_superevent(
         [later, earlier], 'Production', 1000.5, 1000.7) is earlier
-    assert superevents.overlapping_superevent(
+    assert superevent_rules.overlapping_superevent(
         [later, earlier], 'Production', 1002.1, 1003) is later
 
 
 def test_touching_windows_overlap():
     superevent = superevent_of(cbc_event(gpstime=1000.0))  # [999, 1001]
-    assert superevents.overlapping_superevent(
+    assert superevent_rules.overlapping_superevent(
         [superevent], 'Production', 1001.0, 1003.0) is superevent
-    assert superevents.overlapping_superevent(
+    assert superevent_rules.overlapping_superevent(
         [superevent], 'Production', 1001.001, 1003.0) is None
-    assert superevents.overlapping_superevent(
+    assert superevent_rules.overlapping_superevent(
         [superevent], 'Production', 997.0, 998.999) is None
 
 
 def test_overlapping_superevent_of_other_category_is_ignored():
     test_superevent = superevent_of(cbc_event(gpstime=1000.0), 'TS1')
-    assert superevents.overlapping_superevent(
+    assert superevent_rules.overlapping_superevent(
         [test_superevent], 'Production', 999.0, 1001.0) is None
-    assert superevents.overlapping_superevent(
+    assert superevent_rules.overlapping_superevent(
         [test_superevent], 'Test', 999.0, 1001.0) is test_superevent
 
 
@@ -298,7 +299,7 @@ def test_weaker_event_inside_window_changes_nothing():
     superevent = superevent_of(cbc_event('G1', gpstime=1000.0, snr=12),
                                t_start=998.0, t_end=1002.0)
     weaker = cbc_event('G2', gpstime=1000.2, snr=9)
-    changes, preferred = superevents.plan_update(superevent, weaker)
+    changes, preferred = superevent_rules.plan_update(superevent, weaker)
     assert changes == {}
     assert preferred['graceid'] == 'G1'
 
@@ -306,19 +307,20 @@ def test_weaker_event_inside_window_changes_nothing():
 def test_window_widens_to_the_union():
     superevent = superevent_of(cbc_event('G1', gpstime=1000.0, snr=12))
     later = cbc_event('G2', gpstime=1001.5, snr=9)
-    assert superevents.plan_update(superevent, later)[0] == {'t_end': 1002.5}
+    assert superevent_rules.plan_update(superevent, later)[0] == {
+        't_end': 1002.5}
     earlier = cbc_event('G3', gpstime=998.5, snr=9)
-    assert superevents.plan_update(superevent, earlier)[0] == {
+    assert superevent_rules.plan_update(superevent, earlier)[0] == {
         't_start': 997.5}
     wide = cwb_event('G4', gpstime=1000.0, duration=5.0, far=1e-6)
-    assert superevents.plan_update(superevent, wide)[0] == {
+    assert superevent_rules.plan_update(superevent, wide)[0] == {
         't_start': 995.0, 't_end': 1005.0}
 
 
 def test_window_never_shrinks():
     superevent = superevent_of(cwb_event('G1', gpstime=1000.0, duration=5),
                                t_start=990.0, t_end=1010.0)
-    changes, _ = superevents.plan_update(
+    changes, _ = superevent_rules.plan_update(
         superevent, cwb_event('G2', gpstime=1000.0, duration=1, far=1e-6))
     assert changes == {}
 
@@ -326,7 +328,7 @@ def test_window_never_shrinks():
 def test_better_event_becomes_preferred_and_moves_t_0():
     superevent = superevent_of(cbc_event('G1', gpstime=1000.0, snr=9))
     better = cbc_event('G2', gpstime=1000.4, snr=12)
-    changes, preferred = superevents.plan_update(superevent, better)
+    changes, preferred = superevent_rules.plan_update(superevent, better)
     assert changes == {'preferred_event': 'G2', 't_0': 1000.4,
                        't_end': 1001.4}
     assert preferred is better
@@ -334,7 +336,7 @@ def test_better_event_becomes_preferred_and_moves_t_0():
 
 def test_equal_event_does_not_replace_preferred():
     superevent = superevent_of(cbc_event('G1', gpstime=1000.0, snr=9))
-    changes, preferred = superevents.plan_update(
+    changes, preferred = superevent_rules.plan_update(
         superevent, cbc_event('G2', gpstime=1000.0, snr=9))
     assert changes == {}
     assert preferred['graceid'] == 'G1'
@@ -345,7 +347,7 @@ def test_frozen_superevent_keeps_preferred_but_widens():
     superevent = superevent_of(cbc_event('G1', gpstime=1000.0, snr=9),
                                labels=[frozen])
     better = cbc_event('G2', gpstime=1000.4, snr=12, labels=COMPLETE_CBC)
-    changes, preferred = superevents.plan_update(superevent, better)
+    changes, preferred = superevent_rules.plan_update(superevent, better)
     assert changes == {'t_end': 1001.4}
     assert preferred['graceid'] == 'G1'
 
@@ -353,16 +355,16 @@ def test_frozen_superevent_keeps_preferred_but_widens():
 def test_preferred_event_becoming_complete_is_seen_from_the_alert():
     superevent = superevent_of(cbc_event('G1', gpstime=1000.0))
     completed = cbc_event('G1', gpstime=1000.0, labels=COMPLETE_CBC)
-    changes, preferred = superevents.plan_update(superevent, completed)
+    changes, preferred = superevent_rules.plan_update(superevent, completed)
     assert changes == {}
-    assert superevents.is_complete(preferred)
+    assert superevent_rules.is_complete(preferred)
 
 
 def test_completed_event_replaces_louder_incomplete_preferred(sample_events):
     g2 = sample_events['G2']  # SNR 8, no sky map
     superevent = superevent_of(g2, t_start=0, gw_events=['G1', 'G2'])
     g1 = sample_events['G1']  # SNR 7, complete
-    changes, preferred = superevents.plan_update(superevent, g1)
+    changes, preferred = superevent_rules.plan_update(superevent, g1)
     assert changes == {'preferred_event': 'G1', 't_0': 1}
     assert preferred is g1
 
@@ -372,13 +374,13 @@ def test_completed_event_replaces_louder_incomplete_preferred(sample_events):
 def test_plan_creates_when_nothing_overlaps():
     event = cbc_event('G2', gpstime=1010.0)
     nearby = superevent_of(cbc_event('G1', gpstime=1000.0))
-    assert superevents.plan(event, [nearby]) == (None, True, {}, event)
+    assert superevent_rules.plan(event, [nearby]) == (None, True, {}, event)
 
 
 def test_plan_joins_the_overlapping_superevent():
     target = superevent_of(cbc_event('G1', gpstime=1000.0, snr=12))
     event = cbc_event('G2', gpstime=1000.5, snr=9)
-    assert superevents.plan(event, [target]) == (
+    assert superevent_rules.plan(event, [target]) == (
         target, True, {'t_end': 1001.5}, target['preferred_event_data'])
 
 
@@ -386,7 +388,7 @@ def test_plan_for_an_event_already_in_a_superevent():
     member = cbc_event('G2', gpstime=1000.5, snr=9, labels=COMPLETE_CBC)
     target = superevent_of(cbc_event('G1', gpstime=1000.0, snr=12),
                            t_end=1001.5, gw_events=['G1', 'G2'])
-    superevent, joining, changes, preferred = superevents.plan(
+    superevent, joining, changes, preferred = superevent_rules.plan(
         member, [target])
     assert (superevent, joining, changes) == (
         target, False, {'preferred_event': 'G2', 't_0': 1000.5})
@@ -559,6 +561,6 @@ def test_journal_forgets_after_a_failed_change(monkeypatch):
     monkeypatch.setitem(app.conf, 'gracedb_url', 'http://127.0.0.1:9/api/')
     event = cbc_event('G2', gpstime=1000.5, snr=9)
     with pytest.raises(superevents.gracedb.GraceDbUnavailable):
-        superevents.apply(event, *superevents.plan(event, [s1]))
+        superevents.apply(event, *superevent_rules.plan(event, [s1]))
     assert not journal.warm
     assert journal.candidates(dict(event, superevent_neighbours={})) is None

@@ -11,7 +11,7 @@ outcome looks like in the superevent's log is here too
 import dataclasses
 import re
 
-from ..tasks import alerts, lifecycle, raven
+from ..tasks import alerts, lifecycle_plan, raven_rules
 
 #: Superevent ids of each category (``S``, ``TS``, ``MS``).
 SUPEREVENT_ID = re.compile(r'[TM]?S\d{6}[a-z]+')
@@ -43,7 +43,8 @@ def skymap_versions(log_entries):
     first."""
     return [f"{entry['filename']},{entry['file_version']}"
             for entry in reversed(log_entries)
-            if (entry.get('filename') or '').endswith(lifecycle.FITS_SUFFIXES)
+            if (entry.get('filename') or '').endswith(
+                lifecycle_plan.FITS_SUFFIXES)
             and entry.get('file_version') is not None]
 
 
@@ -78,12 +79,13 @@ def check_update(log_entries, names):
     classification; empty for the latest) cannot be asked for, or
     ``None``. The sky map must be a FITS file of the log."""
     skymap = names[0]
-    if skymap and not skymap.split(',')[0].endswith(lifecycle.FITS_SUFFIXES):
+    if skymap and not skymap.split(',')[0].endswith(
+            lifecycle_plan.FITS_SUFFIXES):
         return f'{skymap} is not a sky map (FITS) file'
     for name in names:
-        if name and lifecycle.resolve_filename(name, log_entries) is None:
+        if name and lifecycle_plan.resolve_filename(name, log_entries) is None:
             return f'the superevent has no file {name}'
-    if not skymap and lifecycle.latest_products(log_entries)[0] is None:
+    if not skymap and lifecycle_plan.latest_products(log_entries)[0] is None:
         return 'the superevent has no sky map'
     return None
 
@@ -105,9 +107,9 @@ def check_raven(superevent, external):
         return 'no such external event'
     if external.get('group') != 'External':
         return f'{external["graceid"]} is not an External event'
-    if (raven.RAVEN_ALERT in superevent['labels']
-            and raven.RAVEN_ALERT in external.get('labels', ())):
-        return f'both already carry {raven.RAVEN_ALERT}'
+    if (raven_rules.RAVEN_ALERT in superevent['labels']
+            and raven_rules.RAVEN_ALERT in external.get('labels', ())):
+        return f'both already carry {raven_rules.RAVEN_ALERT}'
     return None
 
 
@@ -158,7 +160,7 @@ def outcome_of(action, entry, argument=None):
     if action == 'preferred':
         return _preferred_outcome(entry, argument)
     if action == 'raven':
-        return _label_outcome(entry, raven.RAVEN_ALERT)
+        return _label_outcome(entry, raven_rules.RAVEN_ALERT)
     raise ValueError(f'unknown action {action!r}')
 
 

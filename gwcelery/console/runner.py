@@ -16,7 +16,13 @@ import time
 from celery import chain, group
 
 from .. import app
-from ..tasks import first2years, gracedb, lifecycle, orchestrator, raven
+from ..tasks import (
+    first2years,
+    gracedb,
+    lifecycle,
+    orchestrator,
+    raven_rules,
+)
 from . import actions
 
 log = logging.getLogger(__name__)
@@ -82,9 +88,9 @@ def start(action, superevent, user, **form):
                          app.conf.advocate_no_label)).delay()
     if action == 'raven':
         external_id = form['external_id']
-        _note(superevent_id, raven.RAVEN_ALERT, user,
+        _note(superevent_id, raven_rules.RAVEN_ALERT, user,
               f'with {external_id}')
-        return group(gracedb.create_label.si(raven.RAVEN_ALERT, graceid)
+        return group(gracedb.create_label.si(raven_rules.RAVEN_ALERT, graceid)
                      for graceid in (superevent_id, external_id)).delay()
     raise ValueError(f'unknown action {action!r}')
 

@@ -19,7 +19,7 @@ from flask import (
 )
 
 from .. import app as celery_app
-from ..tasks import circulars, gracedb, lifecycle
+from ..tasks import circulars, gracedb, lifecycle, lifecycle_plan
 from . import actions, auth, runner
 
 blueprint = Blueprint('console', __name__)
@@ -120,7 +120,7 @@ def event_rows(superevent):
             'search': event.get('search'), 'far': event.get('far'),
             'snr': (event.get('extra_attributes', {})
                     .get('CoincInspiral', {}).get('snr')),
-            'skymap': any(name.endswith(lifecycle.FITS_SUFFIXES)
+            'skymap': any(name.endswith(lifecycle_plan.FITS_SUFFIXES)
                           for name in files),
             'preferred': graceid == superevent['preferred_event']})
     return rows

@@ -25,7 +25,16 @@ from celery import chain, group, signature
 from celery.utils.log import get_task_logger
 
 from .. import app, voevent
-from . import circulars, core, gcn, gracedb, kafka, raven, superevents
+from . import (
+    circulars,
+    core,
+    gcn,
+    gracedb,
+    kafka,
+    raven,
+    raven_rules,
+    superevents,
+)
 
 log = get_task_logger(__name__)
 
@@ -179,7 +188,8 @@ def may_carry_coincidence(superevent, alert_type):
     Retraction, and the superevent had a coincidence (``EM_COINC``) when
     the notice was decided. Only then is the coincidence looked up."""
     return alert_type != 'Retraction' and bool(
-        {raven.EM_COINC, raven.RAVEN_ALERT} & set(superevent['labels']))
+        {raven_rules.EM_COINC, raven_rules.RAVEN_ALERT}
+        & set(superevent['labels']))
 
 
 @gracedb.task(shared=False, ignore_result=True, acks_late=True,

@@ -6,7 +6,7 @@ event that passes :func:`passes_early_warning_threshold` and is in a
 superevent gets an EarlyWarning notice describing it: its sky map is
 copied to the superevent, then the notice goes out unless the superevent
 already had its preliminary notice or an automatic notice is blocked
-(:func:`gwcelery.tasks.lifecycle.automatic_alert_blocked`). The
+(:func:`gwcelery.tasks.lifecycle_plan.automatic_alert_blocked`). The
 superevent's later notices (preliminary, Initial, ...) follow as usual
 with the next serial numbers.
 """
@@ -15,7 +15,15 @@ from celery import chain, group
 from celery.utils.log import get_task_logger
 
 from .. import app
-from . import alerts, bayestar, gracedb, lifecycle, lvalert, superevents
+from . import (
+    alerts,
+    bayestar,
+    gracedb,
+    lifecycle,
+    lifecycle_plan,
+    lvalert,
+    superevents,
+)
 
 log = get_task_logger(__name__)
 
@@ -42,7 +50,7 @@ def early_warning_blocked(labels, sent):
     :func:`gwcelery.tasks.lifecycle.notices_sent`), or ``None``."""
     if 'Preliminary' in sent:
         return 'its preliminary notice already went out'
-    return lifecycle.automatic_alert_blocked(labels, sent)
+    return lifecycle_plan.automatic_alert_blocked(labels, sent)
 
 
 def is_early_warning_skymap(alert):

@@ -26,11 +26,11 @@ from celery.utils.log import get_task_logger
 
 from .. import app
 from ..external import notices
-from . import external_skymaps, gcn, gracedb, raven
+from . import external_skymaps, gcn, gracedb, raven, raven_rules
 
 log = get_task_logger(__name__)
 
-NOT_GRB = raven.NOT_GRB
+NOT_GRB = raven_rules.NOT_GRB
 """Label of an external event whose instrument says it is not a GRB."""
 
 EVENT_FILENAME = 'initial.data'

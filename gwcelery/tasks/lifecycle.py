@@ -1,12 +1,17 @@
 """The life of a superevent's public alerts after its preliminary notice.
 
 The decisions are pure functions of what GraceDB holds (the superevent's
-labels and log), like :func:`gwcelery.tasks.superevents.plan`: which
-notices went out (:func:`notices_sent`), whether an automatic notice may
-go out (:func:`automatic_alert_blocked`), what a sign-off calls for
-(:func:`plan_signoff`), whether an Update may go out
-(:func:`plan_update`) and with which products (:func:`latest_products`).
-The tasks below them read GraceDB, decide, and start the writes:
+labels and log), like :func:`gwcelery.tasks.superevent_rules.plan`. Most are
+:mod:`gwcelery.tasks.lifecycle_plan`: whether an automatic notice may go
+out (:func:`~gwcelery.tasks.lifecycle_plan.automatic_alert_blocked`),
+what a sign-off calls for
+(:func:`~gwcelery.tasks.lifecycle_plan.plan_signoff`), whether an Update
+may go out (:func:`~gwcelery.tasks.lifecycle_plan.plan_update`) and with
+which products (:func:`~gwcelery.tasks.lifecycle_plan.latest_products`).
+Those that read the notices that :mod:`gwcelery.tasks.alerts` recorded
+are here: which notices went out (:func:`notices_sent`) and whether a sky
+map brings an automatic Update (:func:`plan_automatic_update`). The tasks
+read GraceDB, decide, and start the writes:
 
 * ``ADVOK`` (an advocate's ``ADV`` signoff with status OK): the
   **Initial** notice with the superevent's latest sky map and
@@ -22,7 +27,7 @@ The tasks below them read GraceDB, decide, and start the writes:
 * ``RAVEN_ALERT`` (a significant coincidence with an external trigger)
   makes a GW candidate of any FAR eligible for public alerts, as in the
   reference pipeline: a sub-threshold superevent's preliminary alert is
-  :func:`plan_raven_preliminary` (started by
+  :func:`~gwcelery.tasks.lifecycle_plan.plan_raven_preliminary` (started by
   :mod:`gwcelery.tasks.raven_followup`).
 
 A sign-off that calls for nothing (no notice went out, the Initial or the
@@ -34,21 +39,27 @@ from celery import chain, group
 from celery.utils.log import get_task_logger
 
 from .. import app
-from . import alerts, core, gracedb, lvalert, raven, superevents
+from . import alerts, core, gracedb, lvalert
+from .lifecycle_plan import (
+    FITS_SUFFIXES,
+    PUBLIC_NOTICES,
+    automatic_alert_blocked,
+    latest_products,
+    log_numbers,
+    plan_signoff,
+    plan_update,
+    resolve_filename,
+)
 
 log = get_task_logger(__name__)
 
 #: LVAlert nodes of the superevents of each category.
 SUPEREVENT_NODES = ('superevent', 'test_superevent', 'mdc_superevent')
 
-#: Alert types that tell the public about a candidate.
-PUBLIC_NOTICES = ('EarlyWarning', 'Preliminary', 'Initial', 'Update')
-
-#: Name endings of sky map files.
-FITS_SUFFIXES = ('.fits', '.fits.gz')
-
 
 # --- decisions (pure) -----------------------------------------------------
+# Not in lifecycle_plan: they need the task module alerts (its log
+# format), which a helper never imports.
 
 
 def sent_notice_entries(log_entries):
@@ -64,77 +75,6 @@ def notices_sent(log_entries):
     superevent's log."""
     return [alerts.parse_filename(entry['filename'])[2]
             for entry in sent_notice_entries(log_entries)]
-
-
-def automatic_alert_blocked(labels, sent):
-    """Why an automatic notice (EarlyWarning, Preliminary) may not go out
-    for a superevent with these labels and notices sent, or ``None``."""
-    conf = app.conf
-    decided = {conf.advocate_ok_label, conf.advocate_no_label} & set(labels)
-    if 'Retraction' in sent:
-        return 'the superevent was retracted'
-    if decided:
-        return f'an operator decided ({", ".join(sorted(decided))})'
-    if conf.injection_label in labels:
-        return f'it is an injection ({conf.injection_label})'
-    if conf.data_quality_veto_label in labels:
-        return f'its data quality vetoes it ({conf.data_quality_veto_label})'
-    return None
-
-
-def plan_raven_preliminary(superevent, sent):
-    """Why a superevent with the notices ``sent`` gets no preliminary
-    alert for its RAVEN coincidence, or ``None``.
-
-    The orchestrator sends the preliminary alert of a superevent whose
-    preferred event passes the threshold when it is labelled
-    ``EM_READY``; a sub-threshold one gets it here once it has both
-    ``EM_READY`` (its preferred event has its products) and
-    ``RAVEN_ALERT``, whichever comes last."""
-    labels = superevent['labels']
-    if raven.RAVEN_ALERT not in labels:
-        return 'it has no significant external coincidence'
-    if app.conf.superevent_em_ready_label not in labels:
-        return 'its preferred event is not complete yet'
-    if superevents.passes_public_threshold(
-            superevent['preferred_event_data']):
-        return 'its preferred event passes the threshold by itself'
-    if any(alert_type in PUBLIC_NOTICES for alert_type in sent):
-        return 'a public notice already went out'
-    return None
-
-
-def plan_signoff(label, labels, sent):
-    """What a sign-off result ``label`` (ADVOK or ADVNO) calls for:
-    ``('Initial' or 'Retraction', None)``, or ``(None, why not)``."""
-    conf = app.conf
-    if 'Retraction' in sent:
-        return None, 'its Retraction notice was already sent'
-    public = [alert_type for alert_type in sent
-              if alert_type in PUBLIC_NOTICES]
-    if label == conf.advocate_no_label:
-        if not public:
-            return None, 'no public notice went out: nothing to retract'
-        return 'Retraction', None
-    if 'Initial' in sent:
-        return None, 'its Initial notice was already sent'
-    if conf.injection_label in labels:
-        return None, 'it is an injection: never alerted publicly'
-    if not public:
-        return None, 'no notice went out for it: no Initial notice'
-    return 'Initial', None
-
-
-def plan_update(labels, sent):
-    """Why an Update may not go out for a superevent, or ``None``."""
-    conf = app.conf
-    if 'Retraction' in sent or conf.advocate_no_label in labels:
-        return 'it was retracted'
-    if conf.injection_label in labels:
-        return 'it is an injection'
-    if not any(alert_type in PUBLIC_NOTICES for alert_type in sent):
-        return 'no public notice went out for it'
-    return None
 
 
 def plan_automatic_update(labels, log_entries, number):
@@ -155,57 +95,6 @@ def plan_automatic_update(labels, log_entries, number):
     if number < sent_notice_entries(log_entries)[-1]['N']:
         return 'a later notice already went out'
     return None
-
-
-def file_versions(log_entries):
-    """Each file of a log, in order of its latest upload:
-    ``{name: 'name,version'}``."""
-    files = {}
-    for entry in log_entries:
-        if entry.get('filename'):
-            files.pop(entry['filename'], None)
-            files[entry['filename']] = (f"{entry['filename']},"
-                                        f"{entry['file_version']}")
-    return files
-
-
-def resolve_filename(name, log_entries):
-    """The versioned name (``name,N``) of a file of the log: the latest
-    version if ``name`` gives none; ``None`` if there is no such file."""
-    files = file_versions(log_entries)
-    if ',' in name:
-        base, _, version = name.rpartition(',')
-        exists = any(entry.get('filename') == base
-                     and str(entry.get('file_version')) == version
-                     for entry in log_entries)
-        return name if exists else None
-    return files.get(name)
-
-
-def latest_products(log_entries):
-    """Versioned names (or ``None``) of the latest sky map (a FITS file
-    tagged ``sky_loc``), source properties and classification of a
-    superevent's log."""
-    skymap = em_bright = p_astro = None
-    for entry in log_entries:
-        name = entry.get('filename') or ''
-        versioned = f'{name},{entry.get("file_version")}'
-        if name.endswith(FITS_SUFFIXES) and 'sky_loc' in (
-                entry.get('tag_names') or ()):
-            skymap = versioned
-        elif name == 'em_bright.json':
-            em_bright = versioned
-        elif name.endswith('.p_astro.json'):
-            p_astro = versioned
-    return skymap, em_bright, p_astro
-
-
-def log_numbers(log_entries, versioned_names):
-    """The log entry numbers that uploaded these versioned files."""
-    wanted = set(versioned_names) - {None}
-    return [entry['N'] for entry in log_entries
-            if f'{entry.get("filename")},{entry.get("file_version")}'
-            in wanted]
 
 
 # --- tasks ----------------------------------------------------------------
@@ -289,9 +178,10 @@ def send_automatic(state, superevent, alert_type, skymap_filename=None,
                    em_bright_json=None, p_astro_json=None, followups=()):
     """Given the superevent's current ``[labels, log entries]``, send an
     automatic notice (EarlyWarning, Preliminary) unless
-    :func:`automatic_alert_blocked` says no. A blocked notice that brings
-    a sky map to a superevent signed off OK without an Initial (the sign-off
-    came before any sky map) starts the Initial."""
+    :func:`~gwcelery.tasks.lifecycle_plan.automatic_alert_blocked` says no.
+    A blocked notice that brings a sky map to a superevent signed off OK
+    without an Initial (the sign-off came before any sky map) starts the
+    Initial."""
     labels, log_entries = state
     sent = notices_sent(log_entries)
     why_not = automatic_alert_blocked(labels, sent)
@@ -315,7 +205,8 @@ def send_automatic(state, superevent, alert_type, skymap_filename=None,
 @app.task(shared=False, ignore_result=True)
 def decide_signoff(state, label):
     """Given ``[superevent, log entries]``, send the notice that the
-    sign-off result ``label`` calls for (:func:`plan_signoff`)."""
+    sign-off result ``label`` calls for
+    (:func:`~gwcelery.tasks.lifecycle_plan.plan_signoff`)."""
     superevent, log_entries = state
     superevent_id = superevent['superevent_id']
     alert_type, why_not = plan_signoff(label, superevent['labels'],
@@ -390,7 +281,7 @@ def update_alert(superevent_id, skymap_filename=None,
     """Send an Update notice for a superevent with the named products
     (file names of its log, optionally versioned ``name,N``; the latest
     version if unversioned); a product not named is the latest one of
-    its kind (:func:`latest_products`)."""
+    its kind (:func:`~gwcelery.tasks.lifecycle_plan.latest_products`)."""
     chain(group(gracedb.get_superevent.si(superevent_id),
                 gracedb.get_log.si(superevent_id)),
           decide_update.s([skymap_filename, em_bright_filename,
@@ -401,7 +292,8 @@ def update_alert(superevent_id, skymap_filename=None,
 def decide_update(state, requested):
     """Given ``[superevent, log entries]``, send an Update with the
     ``requested`` products (names or ``None``; see :func:`update_alert`)
-    unless :func:`plan_update` says no or a name is unknown."""
+    unless :func:`~gwcelery.tasks.lifecycle_plan.plan_update` says no or a
+    name is unknown."""
     superevent, log_entries = state
     superevent_id = superevent['superevent_id']
     why_not = plan_update(superevent['labels'], notices_sent(log_entries))

@@ -27,7 +27,8 @@ from celery.signals import worker_process_init
 from celery.utils.log import get_task_logger
 
 from .. import app
-from . import gracedb, superevents
+from . import gracedb
+from .superevent_rules import ranking_key
 
 log = get_task_logger(__name__)
 
@@ -65,15 +66,15 @@ def can_become_preferred(event, superevent, others=()):
     its own), whose other events are ``others``.
 
     The superevent manager's ranking
-    (:func:`gwcelery.tasks.superevents.ranking_key`) decides, leaving out
+    (:func:`gwcelery.tasks.superevent_rules.ranking_key`) decides, leaving out
     its first criterion, completeness: the event will be complete once
     its sky map is there, and so will a louder event still waiting for
     its own. A tie counts as a possible preferred event.
     """
     if superevent is None or superevent['preferred_event'] == event['graceid']:
         return True
-    rank = superevents.ranking_key(event)[1:]
-    return all(rank >= superevents.ranking_key(other)[1:]
+    rank = ranking_key(event)[1:]
+    return all(rank >= ranking_key(other)[1:]
                for other in (superevent['preferred_event_data'], *others))
 
 

@@ -31,11 +31,11 @@ labels it SKYMAP_READY.
   (:func:`fallback_preliminary`), saying so in the superevent's log.
 
 Alerts go out only for preferred events that pass the public-alert
-threshold (:func:`gwcelery.tasks.superevents.passes_public_threshold`),
+threshold (:func:`gwcelery.tasks.superevent_rules.passes_public_threshold`),
 and only while the superevent's labels allow them
-(:func:`gwcelery.tasks.lifecycle.automatic_alert_blocked`). The notices
-are sent by :mod:`gwcelery.tasks.alerts`; what follows the preliminary
-notice (ADVREQ, sign-off, Initial, Update, Retraction) is
+(:func:`gwcelery.tasks.lifecycle_plan.automatic_alert_blocked`). The
+notices are sent by :mod:`gwcelery.tasks.alerts`; what follows the
+preliminary notice (ADVREQ, sign-off, Initial, Update, Retraction) is
 :mod:`gwcelery.tasks.lifecycle`.
 """
 
@@ -51,10 +51,15 @@ from . import (
     early_warning,  # noqa: F401 (registers its handler)
     gracedb,
     lifecycle,
+    lifecycle_plan,
     lvalert,
     orchestrator_uploads,
     skymaps,
-    superevents,
+)
+from .superevent_rules import (
+    is_complete,
+    passes_public_threshold,
+    required_labels,
 )
 
 log = get_task_logger(__name__)
@@ -65,7 +70,7 @@ CIRCULAR_FILENAME = 'circular.txt'
 SUPEREVENT_NODES = lifecycle.SUPEREVENT_NODES
 """LVAlert nodes of the superevents of each category."""
 
-FITS_SUFFIXES = lifecycle.FITS_SUFFIXES
+FITS_SUFFIXES = lifecycle_plan.FITS_SUFFIXES
 
 EM_BRIGHT_FILENAME = orchestrator_uploads.EM_BRIGHT_FILENAME
 """Source properties file of a superevent (whichever file of its preferred
@@ -121,7 +126,7 @@ def handle_superevent(alert):
     elif alert['alert_type'] == 'label_added':
         if passes_threshold(superevent):
             preliminary_alert(superevent).delay()
-    elif (superevents.is_complete(superevent['preferred_event_data'])
+    elif (is_complete(superevent['preferred_event_data'])
           and passes_threshold(superevent)):
         preliminary_alert(superevent).delay()
 
@@ -129,7 +134,7 @@ def handle_superevent(alert):
 def passes_threshold(superevent):
     """Whether the superevent's preferred event may be alerted publicly;
     log why not otherwise."""
-    if superevents.passes_public_threshold(superevent['preferred_event_data']):
+    if passes_public_threshold(superevent['preferred_event_data']):
         return True
     log.info('%s: preferred event %s does not pass the public alert '
              'threshold: no alert', superevent['superevent_id'],
@@ -149,7 +154,7 @@ def fallback_preliminary(superevent):
             or not passes_threshold(superevent)):
         return
     preferred = superevent['preferred_event_data']
-    missing = sorted(superevents.required_labels(preferred)
+    missing = sorted(required_labels(preferred)
                      - set(preferred['labels']))
     message = (f'Preferred event {preferred["graceid"]} still lacks '
                f'{", ".join(missing)} after '

@@ -28,7 +28,7 @@ from . import (
     bayestar,
     em_bright,
     gracedb,
-    lifecycle,
+    lifecycle_plan,
     localization,
     lvalert,
     p_astro,
@@ -196,6 +196,6 @@ def handle_burst_event(alert):
     event = alert['object']
     filename = (alert.get('data') or {}).get('filename') or ''
     if (alert['alert_type'] == 'log'
-            and filename.endswith(lifecycle.FITS_SUFFIXES)
+            and filename.endswith(lifecycle_plan.FITS_SUFFIXES)
             and localization.is_candidate(event)):
         gracedb.create_label.delay('SKYMAP_READY', event['graceid'])

@@ -12,11 +12,11 @@ links the external event to the superevent, writes the FARs, labels
 with both sky maps, makes the combined sky map
 (:mod:`gwcelery.tasks.combined_skymaps`). :func:`alert_coincidence` is
 what the public alerts say about it. The search runs again when a sky map
-arrives later (:mod:`gwcelery.tasks.raven_followup`).
+arrives later (:mod:`gwcelery.tasks.raven_followup`). The labels, queries
+and FAR comparisons, without I/O, are :mod:`gwcelery.tasks.raven_rules`.
 """
 
 import json
-import re
 
 from celery import chain, group
 from celery.utils.log import get_task_logger
@@ -28,69 +28,27 @@ from . import (
     external_skymaps,
     gracedb,
     lvalert,
-    superevents,
 )
+from .raven_rules import (
+    COINCIDENCE_FAR_FILENAME,
+    EM_COINC,
+    LOG_TAGS,
+    NOT_GRB,
+    RAVEN_ALERT,
+    combined_far,
+    external_events_query,
+    far_message,
+    gw_group,
+    is_candidate_external,
+    is_skymap_log,
+    is_superevent,
+    same_far,
+    superevents_query,
+    wants_combined_skymap,
+)
+from .superevent_rules import event_category
 
 log = get_task_logger(__name__)
-
-EM_COINC = 'EM_COINC'
-"""Label of a superevent and an external event that coincide."""
-
-RAVEN_ALERT = 'RAVEN_ALERT'
-"""Label of a coincidence whose combined FAR passes the alert threshold."""
-
-NOT_GRB = 'NOT_GRB'
-"""Label of external events that are not GRBs according to their instrument
-(see :mod:`gwcelery.tasks.external_triggers`): left out of the search."""
-
-LOG_TAGS = ['ext_coinc']
-"""Tags of RAVEN's log messages."""
-
-COINCIDENCE_FAR_FILENAME = 'coincidence_far.json'
-"""File with the FAR computation, uploaded to the superevent."""
-
-_SUPEREVENT_ID = re.compile(r'(T|M)?S\d{6}[a-z]+')
-
-
-def is_superevent(graceid):
-    """Whether `graceid` names a superevent (rather than an event)."""
-    return _SUPEREVENT_ID.fullmatch(graceid) is not None
-
-
-def gw_group(superevent):
-    """``'CBC'`` or ``'Burst'``: the analysis group of a superevent's
-    preferred event (:func:`gwcelery.tasks.superevents.analysis_group`);
-    CBC when its pipeline is unknown."""
-    return superevents.analysis_group(
-        superevent['preferred_event_data']) or 'CBC'
-
-
-def _interval(lo, hi):
-    return f'{lo:.6f} .. {hi:.6f}'
-
-
-def external_events_query(category, lo, hi):
-    """GraceDB query for candidate external events of a superevent
-    category with GPS times in ``[lo, hi]``."""
-    if category == 'Test':
-        return f'group: Test gpstime: {_interval(lo, hi)}'
-    if category == 'MDC':
-        return f'group: External search: MDC gpstime: {_interval(lo, hi)}'
-    return f'group: External gpstime: {_interval(lo, hi)}'
-
-
-def superevents_query(category, lo, hi):
-    """GraceDB query for superevents of `category` with ``t_0`` in
-    ``[lo, hi]``."""
-    return f'category: {category} t_0: {_interval(lo, hi)}'
-
-
-def is_candidate_external(event, category):
-    """Whether an event found by the query is an external trigger that the
-    search considers for a superevent of `category`."""
-    return (event.get('pipeline') in coincidence.EXTERNAL_PIPELINES
-            and superevents.event_category(event) == category
-            and NOT_GRB not in event.get('labels', ()))
 
 
 def _find_external_events(superevent):
@@ -113,7 +71,7 @@ def _find_superevents(event):
     conf = app.conf
     t_ext = event['gpstime']
     lo, hi = coincidence.superevent_search_span(conf, event['search'])
-    category = superevents.event_category(event)
+    category = event_category(event)
     found = gracedb.get_superevents(
         superevents_query(category, t_ext + lo, t_ext + hi))
     matches = []
@@ -169,14 +127,6 @@ def coincidence_canvas(superevent_id, ext_id, start, end):
               get_skymap.si(ext_id)),
         calculate_coincidence_far.s(start, end),
         record_coincidence.s(superevent_id, ext_id))
-
-
-def is_skymap_log(entry):
-    """Whether a log entry uploads a sky map (a FITS file tagged
-    ``sky_loc``)."""
-    filename = entry.get('filename') or ''
-    return ('sky_loc' in (entry.get('tag_names') or ())
-            and filename.endswith(('.fits', '.fits.gz')))
 
 
 def _latest_skymap_file(graceid):
@@ -242,16 +192,6 @@ def calculate_coincidence_far(objects, start, end):
     return result
 
 
-def _combined_far(time_far, space_far):
-    return space_far if space_far is not None else time_far
-
-
-def _same(a, b):
-    if a is None or b is None:
-        return a is b
-    return abs(a - b) <= 1e-9 * max(abs(a), abs(b))
-
-
 def _link(superevent_id, ext_event):
     """Add the external event to the superevent; whether it is new."""
     member_of = ext_event.get('superevent')
@@ -270,30 +210,6 @@ def _ensure_label(label, graceid, labels):
         gracedb.create_label(label, graceid)
 
 
-def wants_combined_skymap(changed, most_significant, space_far):
-    """Whether a recorded coincidence calls for a (new) combined sky map:
-    both sky maps exist (a space-time FAR), the external event is the
-    superevent's most significant coincidence, and the FARs (so the sky
-    maps) or the link changed since the last computation."""
-    return changed and most_significant and space_far is not None
-
-
-def _far_message(result):
-    parts = []
-    if result['temporal_coinc_far'] is None:
-        parts.append('the GW FAR is unknown, so no coincidence FAR')
-    else:
-        parts.append(f"temporal coincidence FAR "
-                     f"{result['temporal_coinc_far']:.3e} Hz")
-    if result['spatiotemporal_coinc_far'] is not None:
-        parts.append(f"space-time coincidence FAR "
-                     f"{result['spatiotemporal_coinc_far']:.3e} Hz "
-                     f"(sky map overlap {result['skymap_overlap']:.3g})")
-    elif result['skymap_overlap'] is not None:
-        parts.append('the sky maps do not overlap')
-    return ', '.join(parts)
-
-
 @gracedb.task(queue='exttrig', shared=False)
 def record_coincidence(result, superevent_id, ext_id):
     """Record a coincidence in GraceDB.
@@ -303,26 +219,26 @@ def record_coincidence(result, superevent_id, ext_id):
     labels both ``EM_COINC`` (and ``RAVEN_ALERT``, the preferred event
     too, when the combined FAR times the trials factor passes the
     threshold), logs the result on both, and makes the combined sky map
-    when :func:`wants_combined_skymap`. A repeated computation that
-    changes nothing writes nothing.
+    when :func:`~gwcelery.tasks.raven_rules.wants_combined_skymap`. A
+    repeated computation that changes nothing writes nothing.
     """
     superevent = gracedb.get_superevent(superevent_id)
     ext_event = gracedb.get_event(ext_id)
     time_far = result['temporal_coinc_far']
     space_far = result['spatiotemporal_coinc_far']
-    combined = _combined_far(time_far, space_far)
+    combined = combined_far(time_far, space_far)
 
     new_link = _link(superevent_id, ext_event)
-    best = _combined_far(superevent['time_coinc_far'],
-                         superevent['space_coinc_far'])
+    best = combined_far(superevent['time_coinc_far'],
+                        superevent['space_coinc_far'])
     most_significant = (superevent['em_type'] in (None, ext_id)
                         or best is None
                         or (combined is not None and combined < best))
     changed = new_link
     if most_significant and not (
             superevent['em_type'] == ext_id
-            and _same(superevent['time_coinc_far'], time_far)
-            and _same(superevent['space_coinc_far'], space_far)):
+            and same_far(superevent['time_coinc_far'], time_far)
+            and same_far(superevent['space_coinc_far'], space_far)):
         gracedb.update_superevent(superevent_id, em_type=ext_id,
                                   time_coinc_far=time_far,
                                   space_coinc_far=space_far)
@@ -349,7 +265,7 @@ def record_coincidence(result, superevent_id, ext_id):
 
     if changed:
         start, end = result['window']
-        message = _far_message(result)
+        message = far_message(result)
         gracedb.upload(
             json.dumps(result, indent=2).encode(), COINCIDENCE_FAR_FILENAME,
             superevent_id,
@@ -361,7 +277,7 @@ def record_coincidence(result, superevent_id, ext_id):
             f'RAVEN: coincides with superevent {superevent_id} (window '
             f'[{start:+g}, {end:+g}] s): {message}', tags=LOG_TAGS)
     log.info('RAVEN: %s and %s: %s', superevent_id, ext_id,
-             _far_message(result))
+             far_message(result))
     return result
 
 

@@ -12,7 +12,7 @@
 * ``RAVEN_ALERT`` makes a sub-threshold superevent eligible for a public
   alert: once it also has ``EM_READY``, its preliminary alert goes out
   (:func:`handle_raven_alert`,
-  :func:`gwcelery.tasks.lifecycle.plan_raven_preliminary`), and its
+  :func:`gwcelery.tasks.lifecycle_plan.plan_raven_preliminary`), and its
   notices carry the coincidence (:func:`gwcelery.tasks.alerts.register`).
 """
 
@@ -28,9 +28,11 @@ from . import (
     external_skymaps,
     gracedb,
     lifecycle,
+    lifecycle_plan,
     lvalert,
     orchestrator,
     raven,
+    raven_rules,
     superevents,
 )
 
@@ -49,7 +51,7 @@ def rerun_after_gw_skymap(graceid, superevent):
     search of its `superevent` (``None`` if it is in none) again: it is
     coincident and `graceid` is its preferred event."""
     return (superevent is not None
-            and raven.EM_COINC in superevent['labels']
+            and raven_rules.EM_COINC in superevent['labels']
             and superevent['preferred_event'] == graceid)
 
 
@@ -57,9 +59,9 @@ def rerun_after_external_log(event, entry):
     """Whether log entry `entry` of an external event calls for its
     coincidence search again: a sky map, other than the one made from the
     event's own notice, uploaded to a coincident event."""
-    return (raven.EM_COINC in (event.get('labels') or ())
-            and raven.NOT_GRB not in (event.get('labels') or ())
-            and raven.is_skymap_log(entry)
+    return (raven_rules.EM_COINC in (event.get('labels') or ())
+            and raven_rules.NOT_GRB not in (event.get('labels') or ())
+            and raven_rules.is_skymap_log(entry)
             and entry.get('filename') != external_skymaps.skymap_filename(
                 event['pipeline']))
 
@@ -101,9 +103,9 @@ def is_raven_alert_label(alert):
     """Whether a ``label_added`` alert is RAVEN_ALERT, or EM_READY on a
     superevent labelled RAVEN_ALERT."""
     label = alert['data'].get('name')
-    return label == raven.RAVEN_ALERT or (
+    return label == raven_rules.RAVEN_ALERT or (
         label == app.conf.superevent_em_ready_label
-        and raven.RAVEN_ALERT in (alert['object'].get('labels') or ()))
+        and raven_rules.RAVEN_ALERT in (alert['object'].get('labels') or ()))
 
 
 @lvalert.handler(*lifecycle.SUPEREVENT_NODES, alert_types=('label_added',),
@@ -111,7 +113,7 @@ def is_raven_alert_label(alert):
 def handle_raven_alert(alert):
     """RAVEN_ALERT or EM_READY on a superevent
     (:func:`is_raven_alert_label`): its preliminary alert if
-    :func:`gwcelery.tasks.lifecycle.plan_raven_preliminary` says so."""
+    :func:`gwcelery.tasks.lifecycle_plan.plan_raven_preliminary` says so."""
     superevent_id = alert['object']['superevent_id']
     chain(group(gracedb.get_superevent.si(superevent_id),
                 gracedb.get_log.si(superevent_id)),
@@ -125,7 +127,7 @@ def decide_raven_preliminary(state):
     here)."""
     superevent, log_entries = state
     superevent_id = superevent['superevent_id']
-    why_not = lifecycle.plan_raven_preliminary(
+    why_not = lifecycle_plan.plan_raven_preliminary(
         superevent, lifecycle.notices_sent(log_entries))
     if why_not is not None:
         log.info('%s: no RAVEN preliminary alert: %s', superevent_id,
