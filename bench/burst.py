@@ -19,7 +19,10 @@ log), each run marked with its signal and whether its event is the one
 the alert uses. Without the ordering of
 :mod:`gwcelery.tasks.localization_order`, the openmp worker ran the
 localisations in arrival order: the third signal's alert waited for every
-localisation of the signals before it.
+localisation of the signals before it. Last it prints the floor that no
+order can beat: the openmp worker runs one localisation at a time, each
+signal's alert needs one, so the alert that comes last comes no sooner
+than their run times added up after the first upload.
 
     python bench/burst.py [--signals 2 3 0] [--spacing 5]
 """
@@ -35,7 +38,7 @@ import time
 from gracedb_sdk import Client
 
 from gwcelery.gracedb_server import GraceDbServer
-from gwcelery.tasks import first2years, superevents
+from gwcelery.tasks import first2years, superevent_rules
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from alert_latency import (  # noqa: E402
@@ -47,6 +50,7 @@ from alert_latency import (  # noqa: E402
 
 BAYESTAR_LINE = re.compile(
     r'^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d+).*\] (G\d+): BAYESTAR with')
+BAYESTAR_DONE = re.compile(r'\] (G\d+): BAYESTAR finished in ([0-9.]+) s')
 
 
 def upload(gracedb, number, pipeline, offset):
@@ -87,7 +91,7 @@ def pipelines_by_rank(signals):
                     filecontents=first2years.load_candidate(number,
                                                             pipeline))
                     for pipeline in first2years.PIPELINES]
-                events.sort(key=lambda event: superevents.ranking_key(
+                events.sort(key=lambda event: superevent_rules.ranking_key(
                     event)[1:])
                 order[number] = [event['pipeline'] for event in events]
         finally:
@@ -136,6 +140,30 @@ def bayestar_order(data_dir):
     with open(path, errors='replace') as f:
         return [match.group(3) for match in map(BAYESTAR_LINE.match, f)
                 if match]
+
+
+def bayestar_run_times(data_dir):
+    """BAYESTAR's run time (s) of each event the openmp worker localised."""
+    path = os.path.join(data_dir, 'logs', 'worker-openmp.log')
+    with open(path, errors='replace') as f:
+        return {match.group(1): float(match.group(2))
+                for match in map(BAYESTAR_DONE.search, f) if match}
+
+
+def serial_floor(burst, alone, run_times):
+    """What the burst cannot beat: each signal's alert needs one
+    localisation (at least its quickest of the burst) and the openmp
+    worker runs them one after another from the first upload, so the
+    alert finished last comes ``work`` s after the first upload or later.
+    Returns ``work`` and the least ratio that the signal whose alert
+    that is can have, whichever it is."""
+    needed = [min(run_times[g] for g in result['graceids']
+                  if g in run_times) for result in burst.values()]
+    first = min(result['start'] for result in burst.values())
+    work = sum(needed)
+    ratio = min((first + work - result['start']) / alone[number]
+                for number, result in burst.items())
+    return work, ratio
 
 
 def alone_latencies(ranked, gracedb, recorder, timeout):
@@ -225,6 +253,12 @@ def main():
               'which the alert uses): '
               + ', '.join(f'{g}{"*" if g in preferred else ""}'
                           f'(s{owner.get(g, "?")})' for g in order))
+        work, ratio = serial_floor(burst, alone,
+                                   bayestar_run_times(data_dir))
+        print(f'floor: one localisation per signal takes {work:.1f} s in '
+              'all on the openmp worker, so the last alert comes at least '
+              f'{work:.1f} s after the first upload, and its signal\'s '
+              f'ratio is at least {ratio:.2f}')
         print('load average (1, 5, 15 min): '
               + ', '.join(f'{x:.1f}' for x in os.getloadavg())
               + f' on {os.cpu_count()} cores')
