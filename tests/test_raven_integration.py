@@ -151,6 +151,23 @@ def test_late_gw_skymap_combined_map_and_raven_alert():
         'combined-ext.multiorder.fits,0'
     assert 'GCN_PRELIM_SENT' in labels(superevent_id)
 
+    # A new preferred event, still below the threshold: the coincidence
+    # still holds, so the second preliminary alert goes out too.
+    second = gracedb.create_event(coinc_xml(t_gw, GW_FAR, 14.0), 'AllSky',
+                                  'pycbc', 'CBC', filename='coinc.xml')
+    gracedb.upload(gw_skymap(), 'bayestar.multiorder.fits',
+                   second['graceid'], 'Sky localization complete',
+                   ['sky_loc'])
+    gracedb.add_event_to_superevent(superevent_id, second['graceid'])
+    gracedb.update_superevent(superevent_id,
+                              preferred_event=second['graceid'])
+    orchestrator.repeat_if_changed(gracedb.get_superevent(superevent_id),
+                                   graceid)
+    first, again = gracedb.get_voevents(superevent_id)
+    assert again['voevent_type'] == 'PR' and again['N'] == 2
+    assert again['raven_coinc'] is True
+    assert len(queued_voevents()) == 2
+
 
 @pytest.mark.usefixtures('eager')
 def test_late_external_skymap_reruns_the_coincidence():

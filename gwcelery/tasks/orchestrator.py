@@ -56,6 +56,7 @@ from . import (
     orchestrator_uploads,
     skymaps,
 )
+from .raven_rules import RAVEN_ALERT
 from .superevent_rules import (
     is_complete,
     passes_public_threshold,
@@ -327,11 +328,13 @@ def followup_products(superevent, skymap_filename, em_bright_json,
 def repeat_if_changed(superevent, alerted_preferred):
     """If the preferred event of a superevent changed since its alert
     (``alerted_preferred``), send a second preliminary alert with the new
-    event's products."""
+    event's products. A superevent labelled ``RAVEN_ALERT`` stays eligible
+    with a new preferred event below the threshold: its first alert came
+    from the coincidence, which still holds."""
     if superevent['preferred_event'] == alerted_preferred:
         return
     log.info('%s: preferred event changed from %s to %s: second '
              'preliminary alert', superevent['superevent_id'],
              alerted_preferred, superevent['preferred_event'])
-    if passes_threshold(superevent):
+    if RAVEN_ALERT in superevent['labels'] or passes_threshold(superevent):
         preliminary_alert(superevent).delay()
