@@ -22,141 +22,38 @@ import contextlib
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
-import redis
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
+from stack import AlertWatcher, Stack  # noqa: E402
 
 from gwcelery import app  # noqa: E402
 from gwcelery.detchar import mockframes  # noqa: E402
-from gwcelery.tasks import gracedb, lvalert  # noqa: E402
-from gwcelery.tools.local import child_environment, write_config  # noqa
-from gwcelery.util.alert_stream import next_published  # noqa: E402
-from gwcelery.util.redis_server import RedisServer, free_port  # noqa: E402
+from gwcelery.tasks import gracedb  # noqa: E402
 
 #: GPS time of the first superevent, and seconds between superevents.
 T0, SPACING = 1300000000, 40
 
-LISTENER_QUEUE = 'bench-lvalert'
 DETCHAR_QUEUE = 'bench-detchar'
 LABELS = ('DQOK', 'DQV')
 
 
-class Stack:
-    """Redis, the GraceDB server and the two workers, as subprocesses."""
-
-    def __init__(self, workdir, concurrency):
-        self.workdir = workdir
-        self.processes = {}
-        self.redis = RedisServer(data_dir=os.path.join(workdir, 'redis'))
-        self.redis.start()
-        port = free_port()
-        settings = {
-            'broker_url': self.redis.url, 'result_backend': self.redis.url,
-            'gracedb_url': f'http://127.0.0.1:{port}/api/',
-            'gracedb_host': f'127.0.0.1:{port}',
-            'lvalert_transport': 'redis', 'lvalert_redis_url': self.redis.url,
-            'gracedb_server_redis_url': self.redis.url,
-            'llhoft_glob': os.path.join(workdir, 'llhoft', '{detector}',
-                                        '*.gwf'),
-            'task_create_missing_queues': True,
-            'task_routes': {
-                'gwcelery.tasks.lvalert.listen': {'queue': LISTENER_QUEUE},
-                'gwcelery.tasks.detchar.*': {'queue': DETCHAR_QUEUE}},
-        }
-        write_config(workdir, settings)
-        app.conf.update(settings)
-        env = child_environment(workdir)
-        self.start(env, 'gracedb-server', 'gracedb-server', '--host',
-                   '127.0.0.1', '--port', str(port), '--data-dir',
-                   os.path.join(workdir, 'gracedb'), '--alerts', 'redis',
-                   '--log-level', 'WARNING')
-        for name, queue, workers in ((
-                'listener', LISTENER_QUEUE, 1), ('detchar', DETCHAR_QUEUE,
-                                                 concurrency)):
-            self.start(env, name, 'worker', '--hostname', f'{name}@%h',
-                       '--queues', queue, '--concurrency', str(workers),
-                       '--loglevel', 'INFO', '--without-mingle',
-                       '--without-gossip')
-        self.wait_for_workers({'listener', 'detchar'})
-        lvalert.listen.delay()
-        self.wait_for_subscription()
-
-    def start(self, env, name, *args):
-        with open(os.path.join(self.workdir, f'{name}.log'), 'wb') as out:
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, '-m', 'gwcelery', *args], env=env,
-                stdout=out, stderr=subprocess.STDOUT)
-
-    @staticmethod
-    def wait_for_workers(names, timeout=120):
-        deadline = time.monotonic() + timeout
-        answered = set()
-        while answered != names:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f'workers {names} did not all start')
-            for reply in app.control.ping(timeout=0.5) or []:
-                answered.update(node.split('@')[0] for node in reply)
-
-    def wait_for_subscription(self, timeout=60):
-        client = redis.Redis.from_url(self.redis.url)
-        channel = app.conf['lvalert_redis_channel_prefix'] + 'superevent'
-        deadline = time.monotonic() + timeout
-        try:
-            while not client.pubsub_numsub(channel)[0][1]:
-                if time.monotonic() > deadline:
-                    raise RuntimeError('the listener did not subscribe')
-                time.sleep(0.1)
-        finally:
-            client.close()
-
-    def stop(self):
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.redis.stop()
-
-
-class Labels:
+class Labels(AlertWatcher):
     """Arrival time and name of the first DQOK/DQV label of each
     superevent, from the server's alerts."""
 
-    def __init__(self, url, prefix):
+    def __init__(self, url):
         self.arrived = {}
-        self.stopping = threading.Event()
-        self.client = redis.Redis.from_url(url)
-        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.psubscribe(prefix + '*')
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
+        super().__init__(url)
 
-    def run(self):
-        while not self.stopping.is_set():
-            message = next_published(self.pubsub, 0.2)
-            if message is None:
-                continue
-            now = time.perf_counter()
-            alert = json.loads(message['data'])
-            if (alert['alert_type'] == 'label_added'
-                    and alert['data']['name'] in LABELS):
-                self.arrived.setdefault(alert['uid'],
-                                        (now, alert['data']['name']))
-
-    def close(self):
-        self.stopping.set()
-        self.thread.join()
-        self.pubsub.close()
-        self.client.close()
+    def on_alert(self, alert, arrived):
+        if (alert['alert_type'] == 'label_added'
+                and alert['data']['name'] in LABELS):
+            self.arrived.setdefault(alert['uid'],
+                                    (arrived, alert['data']['name']))
 
 
 def percentile(values, fraction):
@@ -193,13 +90,17 @@ def main():
     with contextlib.ExitStack() as cleanup:
         workdir = cleanup.enter_context(
             tempfile.TemporaryDirectory(prefix='bench-detchar-'))
-        stack = Stack(workdir, args.concurrency)
+        stack = Stack(workdir, [('detchar', DETCHAR_QUEUE, 'prefork',
+                                 args.concurrency)], {
+            'llhoft_glob': os.path.join(workdir, 'llhoft', '{detector}',
+                                        '*.gwf'),
+            'task_routes': {'gwcelery.tasks.detchar.*':
+                            {'queue': DETCHAR_QUEUE}}})
         cleanup.callback(stack.stop)
         warmup = 2 * args.concurrency
         total = warmup + args.superevents
         write_frames(total, args.bad_every)
-        labels = Labels(stack.redis.url,
-                        app.conf['lvalert_redis_channel_prefix'])
+        labels = Labels(stack.redis.url)
         cleanup.callback(labels.close)
         started = {}
         begin = time.perf_counter()

@@ -36,24 +36,18 @@ import math
 import os
 import random
 import re
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-import psutil
-import redis
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from gwcelery import app  # noqa: E402
-from gwcelery.tasks import gracedb, lvalert  # noqa: E402
-from gwcelery.tools.local import child_environment, write_config  # noqa
-from gwcelery.util.alert_stream import next_published  # noqa: E402
-from gwcelery.util.redis_server import RedisServer  # noqa: E402
+from stack import AlertWatcher, Stack  # noqa: E402
+
+from gwcelery.tasks import gracedb  # noqa: E402
 from tests.superevent_uploads import coinc_xml, cwb_json  # noqa: E402
 
 #: Searches that report a cluster's signal, in the order they are drawn.
@@ -63,17 +57,9 @@ PIPELINES = (('gstlal', 'CBC'), ('pycbc', 'CBC'), ('MBTA', 'CBC'),
 #: GPS time of the first cluster, and seconds between clusters.
 T0, CLUSTER_SPACING = 1300000000.0, 300.0
 
-LISTENER_QUEUE = 'bench-lvalert'
-
 TASK_DONE = re.compile(
     r'Task gwcelery\.tasks\.superevents\.handle\[\S+\] succeeded in '
     r'([0-9.e-]+)s')
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
 
 
 def plan_events(count, max_cluster, rng):
@@ -104,143 +90,20 @@ def event_file(pipeline, group, gpstime, far, snr, file_format):
         'extra_attributes': attributes}).encode()
 
 
-class Stack:
-    """Redis, the GraceDB server and the two workers, as subprocesses."""
-
-    def __init__(self, workdir, pool):
-        self.workdir = workdir
-        self.redis = RedisServer(data_dir=os.path.join(workdir, 'redis'))
-        self.redis.start()
-        port = free_port()
-        self.gracedb_url = f'http://127.0.0.1:{port}/api/'
-        settings = {
-            'broker_url': self.redis.url, 'result_backend': self.redis.url,
-            'gracedb_url': self.gracedb_url,
-            'gracedb_host': f'127.0.0.1:{port}',
-            'lvalert_transport': 'redis', 'lvalert_redis_url': self.redis.url,
-            'gracedb_server_redis_url': self.redis.url,
-            'task_create_missing_queues': True,
-            'task_routes': {'gwcelery.tasks.lvalert.listen':
-                            {'queue': LISTENER_QUEUE}},
-        }
-        write_config(workdir, settings)
-        app.conf.update(settings)
-        self.env = child_environment(workdir)
-        self.processes = {}
-        self.start('gracedb-server', 'gracedb-server', '--host', '127.0.0.1',
-                   '--port', str(port), '--data-dir',
-                   os.path.join(workdir, 'gracedb'), '--alerts', 'redis',
-                   '--log-level', 'WARNING')
-        self.wait_for_port(port)
-        for name, queue, worker_pool in (
-                ('listener', LISTENER_QUEUE, 'prefork'),
-                ('superevent', 'superevent', pool)):
-            self.start(name, 'worker', '--hostname', f'{name}@%h',
-                       '--queues', queue, '--concurrency', '1', '--pool',
-                       worker_pool, '--loglevel', 'INFO', '--without-mingle',
-                       '--without-gossip')
-        self.wait_for_workers(['listener', 'superevent'])
-        lvalert.listen.delay()  # what Beat does every second
-        self.wait_for_subscription()
-
-    def start(self, name, *args):
-        with open(self.logfile(name), 'wb') as out:
-            self.processes[name] = subprocess.Popen(
-                [sys.executable, '-m', 'gwcelery', *args], env=self.env,
-                stdout=out, stderr=subprocess.STDOUT)
-
-    def cpu_seconds(self):
-        """CPU time used so far by each part of the stack (a process
-        and its children), and by this process (the uploads)."""
-        pids = {name: process.pid for name, process in self.processes.items()}
-        pids['redis'] = self.redis.process.pid
-        used = {}
-        for name, pid in pids.items():
-            process = psutil.Process(pid)
-            used[name] = sum(
-                sum(part.cpu_times()[:2])
-                for part in [process, *process.children(recursive=True)])
-        used['uploads'] = sum(psutil.Process().cpu_times()[:2])
-        return used
-
-    def logfile(self, name):
-        return os.path.join(self.workdir, f'{name}.log')
-
-    @staticmethod
-    def wait_for_port(port, timeout=60):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(('127.0.0.1', port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError('the GraceDB server did not start')
-
-    @staticmethod
-    def wait_for_workers(names, timeout=60):
-        deadline = time.monotonic() + timeout
-        answered = set()
-        while answered != set(names):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f'workers {names} did not all start')
-            for reply in app.control.ping(timeout=0.5) or []:
-                answered.update(node.split('@')[0] for node in reply)
-
-    def wait_for_subscription(self, timeout=60):
-        client = redis.Redis.from_url(self.redis.url)
-        channel = app.conf['lvalert_redis_channel_prefix'] + 'cbc_gstlal'
-        deadline = time.monotonic() + timeout
-        while not client.pubsub_numsub(channel)[0][1]:
-            if time.monotonic() > deadline:
-                raise RuntimeError('the LVAlert listener did not subscribe')
-            time.sleep(0.1)
-        client.close()
-
-    def stop(self):
-        for process in reversed(self.processes.values()):
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.redis.stop()
-
-
-class Arrivals:
+class Arrivals(AlertWatcher):
     """Time at which each event's ``added_to_superevent`` alert arrives."""
 
-    def __init__(self, url, prefix):
+    def __init__(self, url):
         self.times = {}
         self.done = threading.Event()
         self.expected = math.inf
-        self.client = redis.Redis.from_url(url)
-        self.pubsub = self.client.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.psubscribe(prefix + '*')
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
+        super().__init__(url, marker=b'"added_to_superevent"')
 
-    def run(self):
-        while not self.done.is_set():
-            message = next_published(self.pubsub, 0.5)
-            if message is None:
-                continue
-            now = time.perf_counter()
-            if b'"added_to_superevent"' not in message['data']:
-                continue
-            alert = json.loads(message['data'])
-            if alert['alert_type'] == 'added_to_superevent':
-                self.times.setdefault(alert['uid'], now)
-                if len(self.times) >= self.expected:
-                    self.done.set()
-
-    def close(self):
-        self.done.set()
-        self.thread.join()
-        self.pubsub.close()
-        self.client.close()
+    def on_alert(self, alert, arrived):
+        if alert['alert_type'] == 'added_to_superevent':
+            self.times.setdefault(alert['uid'], arrived)
+            if len(self.times) >= self.expected:
+                self.done.set()
 
 
 def percentile(values, fraction):
@@ -284,10 +147,9 @@ def main():
     with contextlib.ExitStack() as cleanup:
         workdir = args.workdir or cleanup.enter_context(
             tempfile.TemporaryDirectory(prefix='bench-superevents-'))
-        stack = Stack(workdir, args.pool)
+        stack = Stack(workdir, [('superevent', 'superevent', args.pool, 1)])
         try:
-            arrivals = Arrivals(stack.redis.url,
-                                app.conf['lvalert_redis_channel_prefix'])
+            arrivals = Arrivals(stack.redis.url)
             started = {}
 
             def upload(i):
