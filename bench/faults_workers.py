@@ -45,12 +45,25 @@ STARTED_KEY = 'bench:faults-workers:started'
 QUEUES = ('celery', 'openmp', 'superevent', 'exttrig')
 
 
+def _rpush_when_up(client, key, value, patience=120):
+    """Append to a Redis list, waiting out a Redis outage: the record of a
+    task must not be lost because Redis was restarted while it ran."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return client.rpush(key, value)
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def _record(number, seconds):
     client = redis.Redis.from_url(app.conf.broker_url)
     try:
-        client.rpush(STARTED_KEY, number)
+        _rpush_when_up(client, STARTED_KEY, number)
         time.sleep(seconds)
-        client.rpush(DONE_KEY, f'{number} {time.time()}')
+        _rpush_when_up(client, DONE_KEY, f'{number} {time.time()}')
     finally:
         client.close()
 

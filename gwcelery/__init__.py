@@ -11,6 +11,8 @@ from importlib.metadata import PackageNotFoundError, version
 
 from celery import Celery
 
+from .util import broker_transport
+from .util.broker_lease import MessageLeases
 from .util.settings import config_module_name, load_settings
 
 try:
@@ -23,10 +25,12 @@ def _eager_from_environment():
     return os.environ.get('GWCELERY_EAGER', '').lower() in {'1', 'true', 'yes'}
 
 
+broker_transport.install()
 app = Celery('gwcelery')
 app.config_from_object(load_settings(config_module_name()))
 if _eager_from_environment():
     app.conf.update(task_always_eager=True, task_eager_propagates=True)
+app.steps['consumer'].add(MessageLeases)
 
 # Register the tasks: a worker started with ``-A gwcelery`` knows them all.
 from . import tasks  # noqa: E402,F401

@@ -67,10 +67,28 @@ misspelt queue name fails loudly instead of waiting forever."""
 broker_connection_retry_on_startup = True
 """Keep retrying the broker when a worker starts before Redis is up."""
 
-broker_transport_options = {'visibility_timeout': 3600}
-"""Redis transport options. A message taken by a worker that dies is
-redelivered after ``visibility_timeout`` seconds (for tasks with
-``acks_late``)."""
+broker_transport_options = {
+    'visibility_timeout': 20,
+    'unacked_restore_interval': 2,
+    'unacked_restore_throttle': 1,
+    'unacked_mutex_expire': 10,
+}
+"""Redis transport options. A message that a worker holds (a running task
+with ``acks_late``, a task waiting for its countdown) is leased: the
+worker renews the lease every :obj:`broker_lease_renew_interval` seconds
+(:mod:`gwcelery.util.broker_lease`), and a message whose lease is older
+than ``visibility_timeout`` seconds goes back to its queue: its worker
+died, froze or lost the network. Every consumer looks for such messages
+every ``unacked_restore_interval`` seconds (``unacked_restore_throttle``
+1: a real scan each time, one indexed Redis query); the scan's mutex
+expires after ``unacked_mutex_expire`` seconds, so that a worker killed
+during a scan does not stop the others' for kombu's default of five
+minutes. A dead worker's messages are thus back within about 22 s."""
+
+broker_lease_renew_interval = 4.0
+"""Seconds between two renewals of the leases of the messages a worker
+holds: five renewals per ``visibility_timeout``, so that a worker slowed
+down by a loaded machine or a slow Redis keeps its messages."""
 
 result_expires = 86400
 """Seconds to keep task results in Redis."""
@@ -110,10 +128,14 @@ or held gracefully never needs it: SIGTERM makes the worker finish its
 running tasks and hand its reserved messages back. See
 :doc:`htcondor`."""
 
-worker_cancel_long_running_tasks_on_connection_loss = True
-"""When a worker loses its broker connection, cancel its running tasks
-that acknowledge late: the broker will deliver their messages again, and
-letting the first copy run on would do the work twice."""
+worker_cancel_long_running_tasks_on_connection_loss = False
+"""When a worker loses its broker connection, let its running tasks
+finish: they acknowledge their messages through a new connection
+(:mod:`gwcelery.util.broker_transport`), and the worker keeps their
+leases (:mod:`gwcelery.util.broker_lease`), so that they are neither
+lost nor run twice. Celery's cancellation instead needs the result
+backend, that is Redis, to be up: with Redis down it terminated the task
+but then acknowledged its message as revoked, and the work was lost."""
 
 worker_hijack_root_logger = False
 """Leave the root logger alone so that the pipeline's own log lines (and
@@ -177,6 +199,24 @@ a row up to :obj:`listener_reconnect_delay_max`."""
 
 listener_reconnect_delay_max = 60.0
 """Longest delay (s) between two reconnection attempts of a listener."""
+
+dead_letter_key = 'gwcelery:dead-letters'
+"""Redis list (in the broker's Redis) where the listeners keep, newest
+first, each message that they could not decode or hand on because of the
+message itself (a *dead letter*: not JSON, nested too deep, a Kafka
+tombstone, a JSON list where an object is expected...), as a JSON record
+with the time, transport, reason, position and (the first 64 kB of) the
+message; see :mod:`gwcelery.util.dead_letters`. Deleting it (``redis-cli
+DEL``) after inspection clears the warning of ``gwcelery nagios``."""
+
+dead_letter_max_length = 1000
+"""How many dead letters :obj:`dead_letter_key` keeps (the oldest are
+dropped). Each keeps at most 64 kB of its message, so the list takes at
+most about this many times 64 kB of Redis memory (64 MB)."""
+
+dead_letter_warning_age = 86400.0
+"""``gwcelery nagios`` reports WARNING while a dead letter kept in
+:obj:`dead_letter_key` is younger than this (s)."""
 
 # --- GCN: notices in, VOEvents out ----------------------------------------
 
