@@ -12,14 +12,26 @@ import time
 import psutil
 import pytest
 
-from gwcelery.util.supervisor import Child, StopSignals, Supervisor
+from gwcelery.util.redis_server import RedisServer
+from gwcelery.util.supervisor import (
+    Child,
+    StopSignals,
+    Supervisor,
+    describe_status,
+)
 
 #: A supervisor with two children (one that spawns a grandchild in its
 #: process group) and a Redis server; it prints their pids, then waits.
 SUPERVISOR = '''
 import json, os, sys, time
 from gwcelery.util.redis_server import RedisServer
-from gwcelery.util.supervisor import Child, StopSignals, Supervisor
+from gwcelery.util.redis_server import RedisServer
+from gwcelery.util.supervisor import (
+    Child,
+    StopSignals,
+    Supervisor,
+    describe_status,
+)
 log = sys.argv[1]
 redis = RedisServer().start()
 supervisor = Supervisor(report=lambda message: None)
@@ -58,6 +70,35 @@ def wait_gone(processes, timeout):
 def kill_all(processes):
     for process in alive(processes):
         process.kill()
+
+
+def wait_for(predicate, timeout, interval=0.02):
+    """Poll `predicate` until it returns a true value (returned) or
+    `timeout` seconds pass (then its last value)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+@pytest.fixture
+def supervisor():
+    """A supervisor that keeps its reports in :attr:`reports` and restarts
+    quickly; every child it has is stopped however the test ends."""
+    reports = []
+    running = Supervisor(report=reports.append, restart_delay=0.1,
+                         max_restart_delay=0.8, stable_after=5.0)
+    running.reports = reports
+    yield running
+    running.stop(timeout=5)
+
+
+def supervise_until(supervisor, predicate, timeout):
+    """Run the supervisor's checks until `predicate()` is true."""
+    return wait_for(lambda: supervisor.check() and False or predicate(),
+                    timeout)
 
 
 def test_children_and_redis_die_with_a_killed_supervisor(tmp_path):
@@ -206,3 +247,149 @@ def test_stop_signal_that_python_drops_is_raised_at_the_next_checkpoint():
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def test_a_killed_child_is_reaped_reported_and_restarted(supervisor,
+                                                         tmp_path):
+    """SIGKILL leaves a zombie until someone waits for it: the supervisor's
+    check reaps it, says how it ended, and starts the child again."""
+    child = supervisor.add(Child('sleeper', ['sleep', '60'], None,
+                                 str(tmp_path / 'sleeper.log')))
+    first = psutil.Process(child.pid)
+    first.kill()
+    assert wait_for(lambda: first.status() == psutil.STATUS_ZOMBIE, 5)
+    assert supervise_until(supervisor, lambda: child.restarts == 1, 5)
+    assert not psutil.pid_exists(first.pid) or \
+        first.status() != psutil.STATUS_ZOMBIE
+    assert child.pid != first.pid
+    assert psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE
+    assert child.state == 'running'
+    exited, restarted = supervisor.reports
+    assert exited.startswith(f'sleeper (pid {first.pid}) was killed by '
+                             'SIGKILL after ')
+    assert 'restarting it in 0.2 s' in exited  # a quick exit: doubled
+    assert restarted == f'sleeper restarted (pid {child.pid}, restart 1)'
+
+
+def test_a_child_that_keeps_exiting_is_backed_off(supervisor, tmp_path):
+    """Exits within `stable_after` of the start double the wait, up to
+    `max_restart_delay`, rather than a restart at every check."""
+    supervisor.max_restart_delay = 0.4
+    child = supervisor.add(Child('failing', ['sh', '-c', 'exit 3'], None,
+                                 str(tmp_path / 'failing.log')))
+    starts = [time.monotonic()]
+
+    def check():
+        if supervisor.check():
+            starts.append(time.monotonic())
+
+    wait_for(lambda: check() or len(starts) == 7, timeout=15, interval=0.01)
+    assert len(starts) == 7, supervisor.reports
+    gaps = [later - earlier
+            for earlier, later in zip(starts, starts[1:], strict=False)]
+    # The first exit is already a quick one: 0.1 s doubled.
+    for gap, wanted in zip(gaps, [0.2, 0.4, 0.4, 0.4, 0.4, 0.4],
+                           strict=True):
+        assert wanted <= gap < wanted + 0.3, gaps
+    assert child.quick_exits == 6
+    exits = [line for line in supervisor.reports if 'exited' in line]
+    assert len(exits) == 6
+    assert 'exited with status 3 after 0.0 s; restarting it in 0.2 s ' \
+        '(see' in exits[0]
+    assert exits[-1].endswith(
+        'restarting it in 0.4 s; backing off: 6 exits in a row within 5 s '
+        f'of a start (see {child.logfile})')
+
+
+def test_a_child_that_ran_long_enough_is_restarted_at_once(supervisor,
+                                                           tmp_path):
+    """The back-off is for children that cannot run: one that ran longer
+    than `stable_after` waits `restart_delay` again."""
+    supervisor.stable_after = 0.3
+    child = supervisor.add(Child('sleeper', ['sleep', '60'], None,
+                                 str(tmp_path / 'sleeper.log')))
+    child.quick_exits = 3  # as if it had failed before
+    time.sleep(0.4)
+    os.kill(child.pid, signal.SIGKILL)
+    assert supervise_until(supervisor, lambda: child.restarts == 1, 5)
+    assert child.quick_exits == 0
+    assert 'restarting it in 0.1 s (see' in supervisor.reports[0]
+
+
+def test_a_stop_that_kills_a_child_says_which(supervisor, tmp_path):
+    child = supervisor.add(Child(
+        'stubborn', [sys.executable, '-c', STUBBORN], None,
+        str(tmp_path / 'stubborn.log')))
+    processes = [psutil.Process(child.pid)]
+    try:
+        # Its SIGTERM handler is in place once it has started its child.
+        assert wait_for(lambda: processes[0].children(), 10)
+        processes += processes[0].children()
+        supervisor.stop(timeout=0.5)
+        assert child.poll() == -signal.SIGKILL
+        assert supervisor.reports == [
+            f'stubborn (pid {child.pid}) did not stop within 0.5 s of '
+            f'SIGTERM; killing it (see {child.logfile})']
+        assert wait_gone(processes, timeout=5) == []
+    finally:
+        kill_all(processes)
+
+
+#: A child that writes when it got SIGTERM and when it exits, to FILE.
+SIGNAL_LOGGER = (
+    'import signal, sys, time\n'
+    'def stop(signum, frame):\n'
+    '    with open(sys.argv[1], "a") as f:\n'
+    '        f.write(f"{sys.argv[2]} term {time.time()}\\n")\n'
+    '    time.sleep(float(sys.argv[3]))\n'
+    '    with open(sys.argv[1], "a") as f:\n'
+    '        f.write(f"{sys.argv[2]} exit {time.time()}\\n")\n'
+    '    sys.exit(0)\n'
+    'signal.signal(signal.SIGTERM, stop)\n'
+    'print("ready", flush=True)\n'
+    'time.sleep(60)\n')
+
+
+def test_servers_stop_after_their_clients(supervisor, tmp_path):
+    """Ranks: a server (rank 1) gets SIGTERM only once its clients (rank 0)
+    have exited, as Redis must outlive the workers' warm shutdown."""
+    events = tmp_path / 'events'
+    for name, rank, linger in [('server', 1, '0'), ('client', 0, '0.3')]:
+        logfile = tmp_path / f'{name}.log'
+        supervisor.add(Child(
+            name, [sys.executable, '-c', SIGNAL_LOGGER, str(events), name,
+                   linger], None, str(logfile), stop_rank=rank,
+            ready=lambda logfile=logfile: b'ready' in logfile.read_bytes()),
+            timeout=10)
+    supervisor.stop(timeout=5)
+    lines = [line.split() for line in events.read_text().splitlines()]
+    assert [(name, what) for name, what, _ in lines] == [
+        ('client', 'term'), ('client', 'exit'),
+        ('server', 'term'), ('server', 'exit')]
+    assert supervisor.reports == []
+
+
+def test_redis_restarted_by_the_supervisor_keeps_its_port_and_data(
+        supervisor, tmp_path):
+    import redis
+
+    server = RedisServer(data_dir=str(tmp_path / 'redis'), persistent=True)
+    child = supervisor.add(server.child(), timeout=10)
+    client = redis.Redis.from_url(server.url)
+    try:
+        client.set('kept', b'yes')
+        first = child.pid
+        os.kill(first, signal.SIGKILL)
+        assert supervise_until(
+            supervisor, lambda: child.restarts == 1 and server.answers(), 10)
+        assert child.pid != first
+        assert client.get('kept') == b'yes'
+        assert 'redis (pid' in supervisor.reports[0]
+    finally:
+        client.close()
+
+
+def test_describe_status():
+    assert describe_status(None) == 'is running'
+    assert describe_status(0) == 'exited with status 0'
+    assert describe_status(-signal.SIGTERM) == 'was killed by SIGTERM'

@@ -18,27 +18,18 @@ from ..util.settings import (
     LOCAL_CONFIG_MODULE,
     LOCAL_DIR_VARIABLE,
 )
-from ..util.supervisor import Child, StopSignals, Supervisor
+from ..util.supervisor import ChildError, StopSignals, Supervisor
+from .local_children import (
+    HOST,
+    WORKERS,
+    StatusFile,
+    children_row,
+    kafka_broker,
+    kafka_settings,
+    start_children,
+)
 from .milestones import MilestoneReporter
 from .nagios import State, run_checks, worst
-
-#: Worker processes of a full deployment: (name, queue, extra arguments).
-#: The general worker runs the three eternal listeners, each holding a pool
-#: process for ever; the five others leave a free process for each of the
-#: four tasks that a preliminary alert runs at once (with three free
-#: processes, the last ones waited 30--50 ms), as in production
-#: (``condor/gwcelery.sub``). The serial workers run
-#: their tasks in the worker process itself (``--pool solo``): handing
-#: each task to a pool process would cost the superevent manager a third
-#: of its time per event.
-WORKERS = (
-    ('celery', 'celery', ['--concurrency', '8']),
-    ('openmp', 'openmp', ['--concurrency', '1']),
-    ('superevent', 'superevent', ['--pool', 'solo', '--concurrency', '1']),
-    ('exttrig', 'exttrig', ['--pool', 'solo', '--concurrency', '1']),
-)
-
-HOST = '127.0.0.1'
 
 
 def write_config(data_dir, settings):
@@ -84,11 +75,6 @@ def child_environment(data_dir):
     env.setdefault('OMP_NUM_THREADS', str(os.cpu_count() or 1))
     env.setdefault('MPLBACKEND', 'Agg')
     return env
-
-
-def celery_command(*args):
-    """Command line running ``gwcelery ARGS`` with this interpreter."""
-    return [sys.executable, '-m', 'gwcelery', *args]
 
 
 def port_is_free(port):
@@ -147,9 +133,10 @@ def describe_mock(mock_interval):
     return f'a simulated candidate now and every {mock_interval:g} s'
 
 
-def status_report(settings):
+def status_report(settings, data_dir=None):
     """Run the health checks of ``gwcelery nagios`` on the deployment whose
-    configuration module defined `settings`, plus whether Flower answers;
+    configuration module defined `settings`, plus whether Flower answers
+    and, given its `data_dir`, whether a child is down (a row only then);
     return (part, :class:`~gwcelery.tools.nagios.State`, message) for each.
     """
     from .. import app
@@ -158,6 +145,9 @@ def status_report(settings):
                      if key.islower() and not key.startswith('_')})
     rows = [(part, result.state, result.message)
             for part, result in run_checks(app)]
+    children = children_row(data_dir, State) if data_dir else None
+    if children is not None:
+        rows.append(children)
     flower = f'http://{HOST}:{settings["flower_port"]}/'
     if http_ok(flower):
         rows.append(('flower', State.OK, f'Flower {flower} answers'))
@@ -225,7 +215,7 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
     """
     data_dir = os.path.abspath(data_dir)
     if status:
-        rows = status_report(read_config(data_dir))
+        rows = status_report(read_config(data_dir), data_dir)
         for part, state, message in rows:
             click.echo(f'{part:15} {state.name:8} {message}')
         sys.exit(int(worst(state for _, state, _ in rows)))
@@ -282,6 +272,28 @@ def lock_data_dir(data_dir):
         ) from None
 
 
+def start_servers(supervisor, data_dir, log_dir, redis_port, kafka, report,
+                  checkpoint):
+    """Start Redis and, with `kafka`, the Kafka broker under `supervisor`
+    and wait until they answer; return Redis's URL and the settings that
+    tell the others where they are."""
+    redis_server = RedisServer(port=choose_port('redis', redis_port, report),
+                               data_dir=os.path.join(data_dir, 'redis'),
+                               persistent=True)
+    supervisor.add(redis_server.child(), timeout=30)
+    checkpoint()
+    settings = {'broker_url': redis_server.url,
+                'result_backend': redis_server.url}
+    if kafka:
+        broker = kafka_broker(data_dir, log_dir,
+                              choose_port('kafka', None, report))
+        for child in broker.children():
+            supervisor.add(child, timeout=30)
+            checkpoint()
+        settings.update(kafka_settings(broker.url))
+    return redis_server.url, settings
+
+
 def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
                    report, stop_signals, console_port=None, kafka=False):
     """Start Redis and the supervised children, report milestones until
@@ -294,35 +306,28 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
     checkpoint = stop_signals.raise_if_received
     from .. import app
 
-    redis_server = RedisServer(port=choose_port('redis', redis_port, report),
-                               data_dir=os.path.join(data_dir, 'redis'),
-                               persistent=True)
     supervisor = Supervisor(report=report)
+    status_file = StatusFile(data_dir)
+    status_file.remove()  # left by a deployment that was killed
     reporter = None
-    kafka_broker = None
     try:
-        redis_server.start()
-        checkpoint()
-        if kafka:
-            from ..util.kafka_broker import KafkaBroker
-            kafka_broker = KafkaBroker(
-                port=choose_port('kafka', None, report),
-                data_dir=os.path.join(data_dir, 'kafka')).start()
-            settings = dict(settings, **kafka_settings(kafka_broker.url))
-            checkpoint()
+        redis_url, server_settings = start_servers(
+            supervisor, data_dir, log_dir, redis_port, kafka, report,
+            checkpoint)
         flower_port = choose_port('flower', flower_port, report)
         console_port = choose_port('console', console_port, report)
         mock_gcn_port = choose_port('mock GCN server', None, report)
-        settings = dict(settings, broker_url=redis_server.url,
-                        result_backend=redis_server.url,
+        settings = dict(settings, **server_settings,
                         gcn_remote_address=HOST,
                         gcn_remote_port=mock_gcn_port,
                         flower_port=flower_port, console_port=console_port)
         config_path = write_config(data_dir, settings)
         app.conf.update(settings)
-        start_children(supervisor, data_dir, log_dir, settings, checkpoint)
+        start_children(supervisor, child_environment(data_dir), log_dir,
+                       data_dir, settings, checkpoint)
+        status_file.update(supervisor)
         reporter = MilestoneReporter(
-            redis_server.url, app.conf.lvalert_redis_channel_prefix, report)
+            redis_url, app.conf.lvalert_redis_channel_prefix, report)
         gracedb_url = settings['gracedb_url']
         wait_until(lambda: checkpoint() or http_ok(gracedb_url), timeout=60)
         up = set()
@@ -330,6 +335,7 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
                    len(up) == len(WORKERS), timeout=90)
         broker = f"{HOST}:{settings['gcn_bind_port']}"
         mock = describe_mock(settings['mock_events_interval'])
+        kafka_url = settings.get('igwn_alert_url') if kafka else 'off'
         click.echo(textwrap.dedent(f'''\
             gwcelery local is up
               GraceDB:        {gracedb_url.replace('/api/', '/superevents/')}
@@ -337,8 +343,8 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
               Flower:         http://{HOST}:{flower_port}/
               Console:        http://{HOST}:{console_port}/
               VOEvent broker: {broker} (connect a GCN client here)
-              Redis broker:   {redis_server.url}
-              Kafka broker:   {kafka_broker.url if kafka_broker else 'off'}
+              Redis broker:   {redis_url}
+              Kafka broker:   {kafka_url}
               Workers:        {', '.join(sorted(up)) or 'none answered yet'}
               Mock events:    {mock}
               Configuration:  {config_path}
@@ -349,61 +355,15 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
             # make a new user wait that long for something to watch.
             from ..tasks import first2years
             first2years.upload_event.delay()
-        supervisor.run_forever(
-            on_tick=lambda: checkpoint() or reporter.poll())
+        supervisor.run_forever(on_tick=lambda: checkpoint() or (
+            status_file.update(supervisor), reporter.poll()))
     except KeyboardInterrupt:
         report('Stopping...')
+    except ChildError as error:
+        report(f'Stopping: {error}')
+        raise click.ClickException(str(error)) from None
     finally:
         supervisor.stop()
+        status_file.remove()
         if reporter is not None:
             reporter.close()
-        if kafka_broker is not None:
-            kafka_broker.stop()
-        redis_server.stop()
-
-
-def kafka_settings(url):
-    """Settings of ``gwcelery local --kafka`` for the broker at `url`:
-    alerts to topics ``igwn.gwalert`` (GCN's JSON) and
-    ``igwn.gwalert-avro`` (SCiMMA's Avro); GraceDB's igwn-alert topics
-    ``gracedb-local.NODE``."""
-    return {
-        'kafka_alert_config': {
-            'gcn': {'url': f'{url}/igwn.gwalert', 'format': 'json'},
-            'scimma': {'url': f'{url}/igwn.gwalert-avro', 'format': 'avro'}},
-        'kafka_hop_auth': False,
-        'kafka_consumer_session_timeout': 6.0,
-        'igwn_alert_url': url,
-        'igwn_alert_group': 'gracedb-local',
-        'gracedb_server_alert_transports': ['redis', 'kafka'],
-    }
-
-
-def start_children(supervisor, data_dir, log_dir, settings, checkpoint):
-    """Start every child process but Redis under `supervisor`, calling
-    `checkpoint` after each."""
-    env = child_environment(data_dir)
-
-    def add(name, argv):
-        supervisor.add(Child(name, argv, env,
-                             os.path.join(log_dir, f'{name}.log')))
-        checkpoint()
-
-    add('gracedb', celery_command(
-        'gracedb-server', '--host', HOST,
-        '--port', settings['gracedb_host'].rsplit(':', 1)[1],
-        '--data-dir', os.path.join(data_dir, 'gracedb')))
-    add('mock-gcn', celery_command(
-        'mock-gcn-server', '--host', HOST,
-        '--port', str(settings['gcn_remote_port'])))
-    for name, queue_name, extra in WORKERS:
-        add(f'worker-{name}', celery_command(
-            'worker', '--hostname', f'{name}@%h', '--queues', queue_name,
-            '--loglevel', 'INFO', '--events', *extra))
-    add('beat', celery_command(
-        'beat', '--loglevel', 'INFO',
-        '--schedule', os.path.join(data_dir, 'celerybeat-schedule')))
-    add('flower', celery_command(
-        'flower', f'--address={HOST}', f'--port={settings["flower_port"]}'))
-    add('console', celery_command(
-        'console', '--host', HOST, '--port', str(settings['console_port'])))

