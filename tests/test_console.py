@@ -1,9 +1,11 @@
 """The operator console with Flask's test client, in the single-process
 eager mode against the real local GraceDB server (real HTTP) and the real
 Redis queue of :func:`gwcelery.tasks.gcn.send`: every route, bad input,
-forged forms, users."""
+forged forms, users. Repeated forms (action keys) are in
+``test_console_idempotency.py``."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -14,7 +16,7 @@ from astropy.table import Table
 from ligo.skymap.io import fits
 
 from gwcelery import app
-from gwcelery.console import actions, auth, create_app
+from gwcelery.console import actions, auth, create_app, once
 from gwcelery.tasks import first2years, gracedb
 
 from .test_orchestrator import new_superevent, queued_voevents
@@ -97,8 +99,11 @@ def token(client):
         return session[auth.CSRF_KEY]
 
 
-def post(client, url, **form):
-    return client.post(url, data={auth.CSRF_FIELD: token(client), **form})
+def post(client, url, key=None, **form):
+    """POST a form with this session's token and an action key (a fresh
+    one unless ``key`` is given)."""
+    return client.post(url, data={auth.CSRF_FIELD: token(client),
+                                  once.FIELD: key or once.new_key(), **form})
 
 
 def comments(graceid):
@@ -111,10 +116,15 @@ def test_pages_and_typeahead(client, superevent_id):
     page = client.get(f'/superevents/{superevent_id}').get_data(as_text=True)
     assert 'bayestar.multiorder.fits' not in page  # not copied yet
     assert page.count('name="graceid"') == 2
+    # Each form of the page its own fresh action key.
+    keys = re.findall(rf'name="{once.FIELD}" value="([^"]+)"', page)
+    assert len(keys) == page.count('method="post"') == 4
+    assert len(set(keys)) == 4 and all(map(once.is_valid, keys))
     assert client.get('/api/superevents?q=MS').json == [superevent_id]
     assert client.get('/api/superevents?q=TS').json == []
     retraction = client.get(f'/superevents/{superevent_id}/retraction')
     assert 'name="confirmation"' in retraction.get_data(as_text=True)
+    assert f'name="{once.FIELD}"' in retraction.get_data(as_text=True)
 
 
 @pytest.mark.usefixtures('gracedb')
@@ -134,9 +144,19 @@ def test_forged_forms_are_refused(client, superevent_id):
     assert 'CSRF' in forged.get_data(as_text=True)
     # A new browser (another session) with a token of this one.
     other = create_app().test_client()
-    assert other.post(url, data={auth.CSRF_FIELD: token(client)}
+    assert other.post(url, data={auth.CSRF_FIELD: token(client),
+                                 once.FIELD: once.new_key()}
                       ).status_code == 400
+    # The right token but no action key, or a malformed one (an old page,
+    # a script): refused, nothing started.
+    for key in ('', 'short', 'no spaces allowed in a key'):
+        refused = client.post(url, data={auth.CSRF_FIELD: token(client),
+                                         once.FIELD: key})
+        assert refused.status_code == 400
+        assert 'no valid action key' in refused.get_data(as_text=True)
     assert not queued_voevents()
+    assert not any('Operator console' in comment
+                   for comment in comments(superevent_id))
 
 
 def test_preliminary_then_preferred_then_update(client, superevent_id):

@@ -5,7 +5,8 @@ Started by ``gwcelery console`` (or ``gwcelery flask run``) and by
 forms send a preliminary notice, change the preferred event, send an
 Update with chosen files or a Retraction, apply ``RAVEN_ALERT`` and
 inject mock events, each by starting the pipeline's own tasks and
-waiting for their outcome. See ``doc/console.rst``.
+waiting for their outcome, at most once per submitted form
+(:mod:`gwcelery.console.once`). See ``doc/console.rst``.
 """
 
 import os

@@ -7,12 +7,21 @@ that tells in the superevent's GraceDB log
 (:func:`gwcelery.console.actions.find_outcome`), polled until
 :obj:`~gwcelery.conf.console_action_timeout`. The console itself never
 writes to GraceDB: every write is one of the pipeline's tasks.
+
+The notice tasks keep no result that names their notice, so the outcome
+is the first one in the log after the action started. For that to be
+this action's own, :func:`carry_out` lets one console action at a time
+run on a superevent (a lock in the broker's Redis, held from the start
+until the outcome is found): a second action waits, then reads the log
+after the first's outcome.
 """
 
+import contextlib
 import dataclasses
 import logging
 import time
 
+import redis
 from celery import chain, group
 
 from .. import app
@@ -29,6 +38,10 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two reads of the superevent's log while waiting.
 POLL_INTERVAL = 0.5
+
+#: Seconds that a console lock outlives its action's time-out, so that a
+#: lock whose console died is freed, but not one still in use.
+LOCK_MARGIN = 60
 
 #: Seconds after the mock GW signal at which a mock joint GRB comes (as
 #: GRB 170817A came 1.7 s after GW170817).
@@ -138,11 +151,58 @@ def wait(action, superevent_id, result, after, timeout=None,
         time.sleep(POLL_INTERVAL)
 
 
-def inject(kind, user, timeout=None):
+@contextlib.contextmanager
+def one_at_a_time(superevent_id, timeout):
+    """Hold the superevent's console lock while in the ``with`` block;
+    yields whether it was had within ``timeout`` seconds."""
+    client = redis.Redis.from_url(app.conf.broker_url)
+    lock = client.lock(f'gwcelery:console:busy:{superevent_id}',
+                       timeout=timeout + LOCK_MARGIN,
+                       blocking_timeout=timeout, sleep=0.1)
+    held = lock.acquire()
+    try:
+        yield held
+    finally:
+        if held:
+            try:
+                lock.release()
+            except redis.exceptions.LockError:
+                log.warning('%s: the console lock expired before its '
+                            'action ended', superevent_id)
+        client.close()
+
+
+def carry_out(action, superevent_id, user, timeout=None, argument=None,
+              started=None, **form):
+    """Start ``action`` on the superevent and wait for its outcome, one
+    console action per superevent at a time; ``started`` (if given) is
+    called with the task id once the task is started. Returns a
+    :class:`Result`."""
+    if timeout is None:
+        timeout = app.conf.console_action_timeout
+    with one_at_a_time(superevent_id, timeout) as held:
+        if not held:
+            return Result(action, '', 'refused',
+                          f'another console action on {superevent_id} '
+                          f'kept it busy for {timeout:g} s; nothing was '
+                          'started: reload the page and try again')
+        # Read under the lock: what an earlier action changed is seen,
+        # and its outcome is not taken for this one's.
+        superevent = gracedb.get_superevent(superevent_id)
+        after = actions.last_number(gracedb.get_log(superevent_id))
+        result = start(action, superevent, user, **form)
+        if started is not None:
+            started(_task_id(result))
+        return wait(action, superevent_id, result, after, timeout,
+                    argument)
+
+
+def inject(kind, user, timeout=None, started=None):
     """Upload a mock CBC event (``kind`` ``'event'``) or a mock joint
     GW-GRB event (``'joint'``) with the local deployment's injectors,
-    and wait until its events are in GraceDB. Returns a
-    :class:`Result` whose ``graceid`` is one of the new events."""
+    and wait until its events are in GraceDB (``started``, if given, is
+    called with the task id first). Returns a :class:`Result` whose
+    ``graceid`` is one of the new events."""
     if timeout is None:
         timeout = app.conf.console_action_timeout
     gpstime = first2years.now_gps() - 1.0
@@ -150,6 +210,8 @@ def inject(kind, user, timeout=None):
     if kind == 'joint':
         first2years.upload_mdc_grb.delay(gpstime + JOINT_GRB_DELAY)
     result = first2years.upload_event.delay(gpstime=gpstime)
+    if started is not None:
+        started(_task_id(result))
     query = f'search: MDC gpstime: {gpstime - 1:.3f} .. {gpstime + 3:.3f}'
     wanted = {'CBC', 'External'} if kind == 'joint' else {'CBC'}
     deadline = time.monotonic() + timeout
