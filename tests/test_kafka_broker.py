@@ -214,7 +214,8 @@ def s3_server(tmp_path):
     store = FileStore(str(tmp_path))
     store.create_bucket('b')
     server = FileS3Server(('127.0.0.1', 0), store)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,),
+                              daemon=True)
     thread.start()
     yield f'http://127.0.0.1:{server.server_address[1]}/b'
     server.shutdown()

@@ -12,6 +12,9 @@ import time
 import psutil
 import pytest
 
+from gwcelery.tools.local_children import StatusFile, children_row
+from gwcelery.tools.nagios import State
+from gwcelery.util.pidlock import LOCK_NAME, PidLock
 from gwcelery.util.redis_server import RedisServer
 from gwcelery.util.supervisor import (
     Child,
@@ -24,7 +27,13 @@ from gwcelery.util.supervisor import (
 #: process group) and a Redis server; it prints their pids, then waits.
 SUPERVISOR = '''
 import json, os, sys, time
+from gwcelery.tools.local_children import StatusFile, children_row
+from gwcelery.tools.nagios import State
+from gwcelery.util.pidlock import LOCK_NAME, PidLock
 from gwcelery.util.redis_server import RedisServer
+from gwcelery.tools.local_children import StatusFile, children_row
+from gwcelery.tools.nagios import State
+from gwcelery.util.pidlock import LOCK_NAME, PidLock
 from gwcelery.util.redis_server import RedisServer
 from gwcelery.util.supervisor import (
     Child,
@@ -387,6 +396,33 @@ def test_redis_restarted_by_the_supervisor_keeps_its_port_and_data(
         assert 'redis (pid' in supervisor.reports[0]
     finally:
         client.close()
+
+
+def test_local_status_shows_a_child_that_is_down(supervisor, tmp_path):
+    """What ``gwcelery local --status`` adds: nothing while every child
+    runs, a row for a child waiting for its restart, and a row when no
+    deployment runs on the data directory."""
+    data_dir = str(tmp_path)
+    lock = PidLock(os.path.join(data_dir, LOCK_NAME)).acquire()
+    try:
+        child = supervisor.add(Child('sleeper', ['sleep', '60'], None,
+                                     str(tmp_path / 'sleeper.log')))
+        status_file = StatusFile(data_dir)
+        status_file.update(supervisor)
+        assert children_row(data_dir, State) is None
+        os.kill(child.pid, signal.SIGKILL)
+        assert supervise_until(
+            supervisor, lambda: child.state == 'restarting', 5)
+        status_file.update(supervisor)
+        part, state, message = children_row(data_dir, State)
+        assert (part, state) == ('children', State.WARNING)
+        assert message.startswith(
+            'sleeper was killed by SIGKILL, restart 1 in '), message
+    finally:
+        lock.release()
+    assert children_row(data_dir, State) == (
+        'children', State.CRITICAL,
+        'gwcelery local (the supervisor) is not running')
 
 
 def test_describe_status():

@@ -11,6 +11,7 @@ import urllib.request
 
 import click
 
+from ..util.kafka_broker import KafkaBrokerError
 from ..util.pidlock import LOCK_NAME, LockHeld, PidLock
 from ..util.redis_server import RedisServer, free_port
 from ..util.settings import (
@@ -196,9 +197,10 @@ def status_report(settings, data_dir=None):
               help='Port of the VOEvent broker (GCN receivers connect '
                    'here).')
 @click.option('--kafka', is_flag=True,
-              help='Also run a Kafka broker (Tansu): public alerts go to '
-                   'it as GCN JSON and SCiMMA Avro messages, and GraceDB '
-                   'publishes its igwn-alert topics there.')
+              help='Also run a Kafka broker (Tansu), its data in '
+                   '--data-dir: public alerts go to it as GCN JSON and '
+                   'SCiMMA Avro messages, and GraceDB publishes its '
+                   'igwn-alert topics there.')
 def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
           gracedb_port, flower_port, console_port, gcn_port, kafka=False):
     """Run the whole pipeline on this machine, with mock events.
@@ -208,10 +210,12 @@ def local(data_dir, mock_interval, no_mock, eager, status, redis_port,
     simulated GRB notices, one Celery worker per queue (the
     general one runs the GCN and LVAlert listeners and the VOEvent
     broker), Celery Beat (which also uploads a simulated candidate every
-    --mock-interval seconds), Flower and the operator console. Prints
-    where each is, then one line per pipeline milestone. A child that
-    dies is restarted; Ctrl-C stops them all. State in --data-dir
-    survives for the next start.
+    --mock-interval seconds), Flower, the operator console and, with
+    --kafka, a Kafka broker and its storage. Prints where each is, then
+    one line per pipeline milestone. A child that dies, a server
+    included, is reported and restarted (on the same port), later and
+    later if it keeps dying; Ctrl-C stops them all, servers last. State
+    in --data-dir survives for the next start.
     """
     data_dir = os.path.abspath(data_dir)
     if status:
@@ -359,7 +363,7 @@ def run_supervised(data_dir, log_dir, settings, redis_port, flower_port,
             status_file.update(supervisor), reporter.poll()))
     except KeyboardInterrupt:
         report('Stopping...')
-    except ChildError as error:
+    except (ChildError, KafkaBrokerError) as error:  # a server did not start
         report(f'Stopping: {error}')
         raise click.ClickException(str(error)) from None
     finally:

@@ -1,12 +1,9 @@
 """A small S3-compatible HTTP server that keeps each object in a file.
 
-The storage of the private Kafka broker (:mod:`.kafka_broker`): that
-build of Tansu keeps its data in memory or in S3 only, and this server
-puts that S3 on the local disk, so that topics, messages and committed
-offsets survive a restart of the broker, of this server, or of the
-machine. It needs the standard library only: :mod:`.kafka_broker` runs
-the file in isolated mode, sparing the seconds that importing the
-``gwcelery`` package would add to each start::
+The storage of the private Kafka broker (:mod:`.kafka_broker`), whose
+build of Tansu keeps data in memory or in S3 only: this S3 is the local
+disk. It needs the standard library only, so :mod:`.kafka_broker` runs
+the file isolated, without the seconds of importing ``gwcelery``::
 
     python -I gwcelery/util/file_s3.py --port PORT --root DIR --bucket NAME
 
@@ -31,8 +28,8 @@ import hashlib
 import os
 import tempfile
 import threading
+import time
 import urllib.parse
-from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
@@ -221,9 +218,7 @@ def _remove(path):
 
 
 def _iso_time(timestamp):
-    moment = datetime.fromtimestamp(timestamp, timezone.utc)
-    return moment.strftime('%Y-%m-%dT%H:%M:%S.') + \
-        f'{moment.microsecond // 1000:03d}Z'
+    return time.strftime('%Y-%m-%dT%H:%M:%S.000Z', time.gmtime(timestamp))
 
 
 def list_result_xml(store, bucket, prefix, keys, prefixes):
