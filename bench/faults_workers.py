@@ -10,18 +10,17 @@ their number to a Redis list. Scenarios:
 * ``pool-kill <queue>``: tasks flow on the queue (on ``celery`` together
   with :func:`gwcelery.tasks.gcn.send` of distinct VOEvents); at a random
   moment the pool process running one of them is SIGKILLed;
-* ``main-kill vt=<s>``: the ``celery`` worker's main process (and its
-  pool) is SIGKILLed while it holds tasks, a new worker takes its place,
-  and the bench measures when the held tasks come back: with a shortened
-  ``broker_transport_options['visibility_timeout']``, then with the
-  production value (3600 s), for which it waits ``--wait`` seconds only.
+* ``main-kill <queue>``: the worker's main process (and its pool) is
+  SIGKILLed while it holds tasks, a new worker takes its place, and the
+  bench measures when the held tasks come back, with the production
+  settings: their leases lapse (:mod:`gwcelery.util.broker_lease`).
 
 The table has the columns of ``bench/faults.py``: tasks sent, handled,
 lost (not handled by the end), duplicated (handled twice), and the time
 to recover: for a pool kill, from the kill to the killed task's second
 run; for a main kill, from the kill to the last held task's completion.
 
-    python bench/faults_workers.py [--trials 2] [--tasks 30] [--wait 40]
+    python bench/faults_workers.py [--trials 2] [--tasks 30] [--wait 60]
 """
 
 import argparse
@@ -93,14 +92,12 @@ class Workers:
         self._write, self._env = write_config, child_environment
         self.processes = {}
 
-    def start(self, queue, visibility_timeout):
+    def start(self, queue):
         """Start (or replace) the worker of `queue`."""
-        config = os.path.join(self.workdir, f'vt{visibility_timeout}')
+        config = os.path.join(self.workdir, 'config')
         os.makedirs(config, exist_ok=True)
         self._write(config, {
-            'broker_url': self.redis.url, 'result_backend': self.redis.url,
-            'broker_transport_options': {
-                'visibility_timeout': visibility_timeout}})
+            'broker_url': self.redis.url, 'result_backend': self.redis.url})
         log = open(os.path.join(self.workdir, f'{queue}.log'), 'ab')
         self.processes[queue] = subprocess.Popen(
             [sys.executable, '-m', 'gwcelery', 'worker', '--hostname',
@@ -238,16 +235,16 @@ def pool_kill(workers, queue, first, tasks):
     return sent, handled, lost, dups, recovery
 
 
-def main_kill(workers, first, tasks, visibility_timeout, wait):
-    """Kill the ``celery`` worker's main process while it holds `tasks`
-    tasks of 2 s, start a new one; wait up to `wait` s for them."""
+def main_kill(workers, queue, first, tasks, wait):
+    """Kill the worker of `queue` (its main process) while it holds
+    `tasks` tasks of 2 s, start a new one; wait up to `wait` s for them."""
     numbers = range(first, first + tasks)
     for number in numbers:
-        RECORD['celery'].delay(number, 2.0)
+        RECORD[queue].delay(number, 2.0)
     time.sleep(1.0 + random.random())
-    killed = workers.kill_main('celery')
+    killed = workers.kill_main(queue)
     held = set(numbers) - set(done(workers))
-    workers.start('celery', visibility_timeout)
+    workers.start(queue)
     finished = wait_done(workers, numbers, wait)
     handled, lost, dups = count(numbers, finished)
     back = [min(finished[n]) - killed for n in held if n in finished]
@@ -259,8 +256,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--trials', type=int, default=2)
     parser.add_argument('--tasks', type=int, default=30)
-    parser.add_argument('--short-visibility', type=float, default=10)
-    parser.add_argument('--wait', type=float, default=40)
+    parser.add_argument('--wait', type=float, default=60)
     args = parser.parse_args()
     rows = []
     number = 0
@@ -268,7 +264,7 @@ def main():
         workers = Workers(workdir)
         try:
             for queue in QUEUES:
-                workers.start(queue, args.short_visibility)
+                workers.start(queue)
             for queue in QUEUES:
                 results = []
                 for _ in range(args.trials):
@@ -279,20 +275,14 @@ def main():
                              *[sum(r[i] for r in results) for i in range(4)],
                              f'{max(r[4] for r in results):.1f}',
                              'with gcn.send' if queue == 'celery' else ''))
-            # The short timeout must not be seen by the production trial:
-            # any consumer restores any queue's expired messages.
-            for timeout, wait in ((args.short_visibility, 120),
-                                  (3600, args.wait)):
-                if timeout == 3600:
-                    for queue in QUEUES[1:]:
-                        workers.kill_main(queue)
+            for queue in QUEUES:
                 sent, handled, lost, dups, recovery, held = main_kill(
-                    workers, number, 6, timeout, wait)
+                    workers, queue, number, 6, args.wait)
                 number += 6
-                rows.append((f'main-kill vt={timeout:g}s', 1, sent, handled,
-                             lost, dups, f'{recovery:.1f}',
+                rows.append((f'main-kill {queue}', 1, sent, handled, lost,
+                             dups, f'{recovery:.1f}',
                              f'{held} not done at the kill; {lost} not '
-                             f'back after {wait:g} s'))
+                             f'back after {args.wait:g} s'))
         finally:
             workers.stop()
     print(' | '.join(('scenario', 'trials', 'sent', 'handled', 'lost', 'dup',
