@@ -841,6 +841,12 @@ console_superevent_count = 25
 """Number of superevents (the latest) that the console's front page
 lists."""
 
+console_action_key_expiry = 86400
+"""Seconds that the operator console remembers a form's action key (and
+the outcome of the action it started): a repeat of the form within this
+time (a double click, a reload, a retry) starts nothing and shows that
+outcome."""
+
 # --- Kafka: igwn-alert in, public alerts out, GCN notices in --------------
 
 kafka_alert_config = {}

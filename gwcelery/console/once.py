@@ -33,10 +33,6 @@ FIELD = 'action_key'
 #: :func:`secrets.token_urlsafe` gives).
 KEY_FORMAT = re.compile(r'[A-Za-z0-9_-]{16,128}')
 
-#: Default of ``console_action_key_expiry``: seconds a claimed key is
-#: remembered (a day, longer than any page stays open in practice).
-DEFAULT_EXPIRY = 86400
-
 #: Seconds between two reads of a record while waiting for its outcome.
 POLL_INTERVAL = 0.2
 
@@ -60,7 +56,7 @@ def _name(key):
 
 
 def _expiry():
-    return int(app.conf.get('console_action_key_expiry', DEFAULT_EXPIRY))
+    return int(app.conf['console_action_key_expiry'])
 
 
 def _decode(raw):
