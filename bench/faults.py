@@ -1,264 +1,100 @@
-"""Fault injection on the LVAlert path: one fault per trial while alerts
-flow, then count what was lost or duplicated.
+"""Every fault bench in one command, one table.
 
-Starts a persistent Redis (append-only file), a ``gwcelery worker`` that
-runs the LVAlert listener and a recording handler
-(``tests/listener_tasks.py``: every alert handed to it is appended to a
-Redis list), and ``gwcelery beat`` (which restarts the listener). Alerts
-go on the Redis alert stream as the local GraceDB server publishes them
-(:class:`gwcelery.util.alert_stream.AlertStream`). Scenarios:
+Runs, one after another, each on its own stack of real processes:
 
-* ``listener-kill``: SIGKILL of the listener's process at a random moment
-  while alerts arrive every 20 ms;
-* ``redis-kill``: SIGKILL of Redis while alerts arrive, restart on the
-  same port one second later (the publisher retries meanwhile);
-* ``malformed``: ``--hostile`` hostile messages (truncated, binary, 1 MB,
-  invalid JSON, XML entity expansion, another server's alerts, missing
-  fields) between the valid ones.
+* :mod:`bench.faults_listener`: the LVAlert listener killed, Redis killed
+  under it, hostile messages on the Redis alert stream;
+* :mod:`bench.faults_workers`: a pool process, then the main process, of
+  each worker (``celery``, ``openmp``, ``superevent``, ``exttrig``)
+  SIGKILLed while it holds tasks;
+* :mod:`bench.faults_gcn`: hostile VOEvent packets between GCN notices;
+* :mod:`bench.faults_gracedb`: GraceDB down, or behind a faulty proxy,
+  while GRB notices arrive;
+* :mod:`bench.faults_pipeline`: ``gwcelery local`` with superevents in
+  flight when Redis is SIGKILLed, and stopped and started again during a
+  BAYESTAR localisation;
+* :mod:`bench.faults_netns`: a worker on a host of its own (a network
+  namespace) cut off from Redis for a minute;
+* :mod:`bench.faults_transports`: hostile messages on every transport;
+* :mod:`bench.faults_console`: a console action double-clicked in a real
+  browser and POSTed in parallel.
 
-It prints a table: scenario, trials, alerts sent, alerts handled, lost,
-duplicated, the longest time to recover (from the fault to the last alert
-handled), and whether the listener survived every hostile message. The
-scenarios of the issue that this bench does not run yet are listed with
-the reason.
+Each bench runs with the options that its own command line has by
+default, shortened where noted below (:data:`SUITE_OPTIONS`) so that the
+whole suite takes under 15 minutes on a 2-core machine. A bench whose
+module or system requirement is missing prints a row saying so; one that
+fails prints its error and the suite goes on.
 
-    python bench/faults.py [--trials 3] [--alerts 100] [--hostile 10000]
+    python bench/faults.py [--only NAME ...] [--skip NAME ...]
 """
 
 import argparse
-import json
+import importlib
 import os
-import random
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-
-import redis
+import traceback
 
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 sys.path.insert(0, ROOT)
 
-from gwcelery import app  # noqa: E402
-from gwcelery.tools.local import child_environment, write_config  # noqa
-from gwcelery.util.alert_stream import AlertStream  # noqa: E402
-from gwcelery.util.redis_server import RedisServer, free_port  # noqa: E402
-from tests.listener_tasks import LVALERT_KEY  # noqa: E402
-from tests.test_faults import GRACEDB, HOSTILE, NODE, alert  # noqa: E402
+from bench.table import print_table  # noqa: E402
 
-LISTENER = 'gwcelery.tasks.lvalert.listen'
+#: The benches, in the order they run.
+BENCHES = ('listener', 'workers', 'gcn', 'gracedb', 'pipeline', 'netns',
+           'transports', 'console')
 
-#: Scenarios of the issue not run by this bench, and why.
-NOT_RUN = {
-    'worker-kill (general, openmp, superevent, exttrig)':
-        'run by bench/faults_workers.py (pool and main process SIGKILL; '
-        'a main kill is redelivered only after the visibility timeout)',
-    'gracedb-down-30s / 503-reset-delay proxy':
-        'run by bench/faults_gracedb.py (GRB notices while GraceDB is '
-        'down 30 s or behind a faulty proxy)',
-    'gcn-malformed':
-        'run by bench/faults_gcn.py (10,000 hostile packets)',
+#: Options of each bench in the suite, where they differ from its own
+#: defaults: fewer trials of the scenarios that the issue does not ask
+#: to repeat, so that the suite stays under 15 minutes.
+SUITE_OPTIONS = {
+    'listener': ['--trials', '2'],
+    'workers': ['--trials', '1', '--tasks', '20'],
+    'gracedb': ['--trials', '1'],
 }
 
 
-class Stack:
-    """Redis, one worker and Beat in a temporary directory."""
-
-    def __init__(self, workdir):
-        self.workdir = workdir
-        self.redis = RedisServer(data_dir=os.path.join(workdir, 'redis'),
-                                 persistent=True).start()
-        url = self.redis.url
-        self.settings = {
-            'broker_url': url, 'result_backend': url,
-            'lvalert_transport': 'redis', 'lvalert_redis_url': url,
-            'gracedb_url': GRACEDB,
-            'gcn_remote_port': free_port(), 'gcn_bind_port': free_port(),
-            'listener_reconnect_delay_max': 2.0,
-            'mock_events_interval': None}
-        for key, value in self.settings.items():
-            app.conf[key] = value
-        os.environ['CELERY_BROKER_URL'] = url
-        os.environ['CELERY_RESULT_BACKEND'] = url
-        write_config(workdir, self.settings)
-        env = child_environment(workdir)
-        self.processes = [self._start(env, 'worker', [
-            'worker', '--hostname', 'faults@%h', '--queues', 'celery',
-            '--loglevel', 'INFO', '--without-mingle', '--without-gossip',
-            '--include', 'tests.listener_tasks', '--concurrency', '5'])]
-        self.processes.append(self._start(env, 'beat', [
-            'beat', '--loglevel', 'INFO', '--schedule',
-            os.path.join(workdir, 'schedule')]))
-
-    def _start(self, env, name, args):
-        log = open(os.path.join(self.workdir, f'{name}.log'), 'wb')
-        return subprocess.Popen([sys.executable, '-m', 'gwcelery', *args],
-                                env=env, stdout=log,
-                                stderr=subprocess.STDOUT, cwd=ROOT)
-
-    def client(self):
-        return redis.Redis.from_url(self.redis.url)
-
-    def listener(self, timeout=120):
-        """The running listener's ``{'id', 'worker_pid', ...}``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                active = app.control.inspect(timeout=1).active() or {}
-            except (OSError, redis.RedisError):
-                active = {}
-            copies = [task for tasks in active.values() for task in tasks
-                      if task['name'] == LISTENER]
-            if len(copies) == 1:
-                return copies[0]
-            time.sleep(0.2)
-        raise RuntimeError('the listener did not start')
-
-    def stop(self):
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.redis.stop()
+def bench_args(module, name):
+    """The options of `module` for the suite."""
+    parser = argparse.ArgumentParser()
+    module.add_arguments(parser)
+    return parser.parse_args(SUITE_OPTIONS.get(name, []))
 
 
-def publish(stack, messages):
-    client = stack.client()
+def run_bench(name):
+    """Run one bench; return its rows and the seconds it took."""
+    start = time.monotonic()
     try:
-        AlertStream(client).append_many((NODE, m) for m in messages)
-    finally:
-        client.close()
-
-
-def received(stack):
+        module = importlib.import_module(f'bench.faults_{name}')
+    except ImportError as error:
+        return [(name, 0, 0, 0, 0, 0, float('nan'),
+                 f'not run: {error}')], 0.0
     try:
-        client = stack.client()
-        try:
-            return [json.loads(item)['uid']
-                    for item in client.lrange(LVALERT_KEY, 0, -1)]
-        finally:
-            client.close()
-    except redis.RedisError:
-        return None
-
-
-def trial(stack, first, count, fault):
-    """Send ``count`` alerts (every 20 ms) numbered from ``first``; call
-    ``fault(stack)`` at a random moment; return (handled, lost, duplicated,
-    recovery s)."""
-    numbers = range(first, first + count)
-    at = random.randrange(count // 4, 3 * count // 4)
-    faulted = None
-    for number in numbers:
-        if number - first == at:
-            fault(stack)
-            faulted = time.monotonic()
-        while True:
-            try:
-                publish(stack, [alert(number)])
-                break
-            except redis.RedisError:
-                time.sleep(0.1)  # Redis is restarting: a publisher retries
-        time.sleep(0.02)
-    expected = {f'G{number}' for number in numbers}
-    deadline = time.monotonic() + 120
-    uids = None
-    while time.monotonic() < deadline:
-        uids = received(stack)
-        if uids is not None and expected <= set(uids):
-            break
-        time.sleep(0.1)
-    recovery = time.monotonic() - faulted
-    mine = [uid for uid in uids or () if uid in expected]
-    lost = len(expected - set(mine))
-    return len(set(mine)), lost, len(mine) - len(set(mine)), recovery
-
-
-def listener_kill(stack):
-    os.kill(stack.listener()['worker_pid'], signal.SIGKILL)
-
-
-def redis_kill(stack):
-    stack.redis.kill()
-    time.sleep(1)
-    # From the main thread: Redis gets its parent-death signal when the
-    # thread that started it ends.
-    stack.redis.start()
-
-
-def run_malformed(stack, hostile, valid=100):
-    """``hostile`` hostile messages spread between ``valid`` valid ones."""
-    before = stack.listener()['id']
-    start = len(received(stack))
-    per_gap = max(1, hostile // valid)
-    sent = 0
-    small = [message for message in HOSTILE if len(message) < 2**16]
-    big = [message for message in HOSTILE if len(message) >= 2**16]
-    for number in range(valid):
-        # The big ones once in ten gaps: the stream keeps what it is sent.
-        batch = [random.choice(small) for _ in range(per_gap)]
-        if number % 10 == 0:
-            batch[0:len(big)] = big
-        sent += len(batch)
-        publish(stack, [*batch, alert(900000 + number)])
-    expected = [f'G{900000 + number}' for number in range(valid)]
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        got = received(stack)[start:]
-        if len(got) >= valid:
-            break
-        time.sleep(0.2)
-    got = received(stack)[start:]
-    alive = stack.listener()['id'] == before
-    return sent, valid, len(set(expected) - set(got)), \
-        len(got) - len(set(got)), alive
+        rows = module.run(bench_args(module, name))
+    except Exception as error:  # report it and go on with the others
+        traceback.print_exc()
+        rows = [(name, 0, 0, 0, 0, 0, float('nan'),
+                 f'FAILED: {type(error).__name__}: {error}')]
+    return rows, time.monotonic() - start
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--trials', type=int, default=3)
-    parser.add_argument('--alerts', type=int, default=100)
-    parser.add_argument('--hostile', type=int, default=10000)
+    parser.add_argument('--only', nargs='+', choices=BENCHES)
+    parser.add_argument('--skip', nargs='+', choices=BENCHES, default=())
     args = parser.parse_args()
+    names = [name for name in args.only or BENCHES if name not in args.skip]
     rows = []
-    with tempfile.TemporaryDirectory(prefix='gwcelery-faults-') as workdir:
-        stack = Stack(workdir)
-        try:
-            stack.listener()
-            number = 0
-            for name, fault in (('listener-kill', listener_kill),
-                                ('redis-kill', redis_kill)):
-                results = []
-                for _ in range(args.trials):
-                    results.append(trial(stack, number, args.alerts,
-                                         fault))
-                    number += args.alerts
-                    stack.listener()
-                rows.append((name, args.trials, args.trials * args.alerts,
-                             sum(r[0] for r in results),
-                             sum(r[1] for r in results),
-                             sum(r[2] for r in results),
-                             f'{max(r[3] for r in results):.1f}', ''))
-            sent, valid, lost, dups, alive = run_malformed(stack,
-                                                           args.hostile)
-            rows.append(('malformed', 1, valid, valid - lost, lost, dups, '',
-                         f'{sent} hostile; listener '
-                         f'{"alive" if alive else "RESTARTED"}'))
-        finally:
-            stack.stop()
-    header = ('scenario', 'trials', 'sent', 'handled', 'lost', 'dup',
-              'recovery s', 'note')
-    print(' | '.join(header))
-    for row in rows:
-        print(' | '.join(str(cell) for cell in row))
-    for name, note in NOT_RUN.items():
-        print(f'{name} | - | - | - | - | - | - | {note}')
-    print(f'load average: {os.getloadavg()}')
+    start = time.monotonic()
+    for name in names:
+        print(f'== {name}', flush=True)
+        bench_rows, seconds = run_bench(name)
+        print_table(bench_rows)
+        print(f'({name}: {seconds:.0f} s)', flush=True)
+        rows.extend(bench_rows)
+    print('== all')
+    print_table(rows)
+    print(f'suite: {time.monotonic() - start:.0f} s')
 
 
 if __name__ == '__main__':

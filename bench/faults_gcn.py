@@ -1,8 +1,8 @@
 """Fault injection on the GCN listener: hostile packets between notices.
 
-Starts the stack of ``bench/faults.py`` (persistent Redis, a worker with
-the recording handlers of ``tests/listener_tasks.py``, Beat, which starts
-:func:`gwcelery.tasks.gcn.listen`) and a VOEvent Transport server
+Starts the stack of ``bench/faults_listener.py`` (persistent Redis, a
+worker with the recording handlers of ``tests/listener_tasks.py``, Beat,
+which starts :func:`gwcelery.tasks.gcn.listen`) and a VOEvent Transport server
 (``tests/test_faults_gcn.py``) on the listener's GCN port. The server
 sends ``--hostile`` hostile packets (truncated XML, binary, empty, 1 MB,
 wrong namespace, billion laughs, external entity, unknown notice type, no
@@ -10,7 +10,7 @@ wrong namespace, billion laughs, external entity, unknown notice type, no
 ``--valid`` valid notices, waiting for the ack of each notice; a listener
 that died and reconnected is sent the unacknowledged notice again.
 
-It prints a row in the format of ``bench/faults.py``: notices sent,
+It prints a row in the format of :mod:`bench.table`: notices sent,
 handled (by the recording handler), lost, duplicated, the time from the
 first packet to the last notice handled, and whether the listener kept
 its one connection, its task id and a bounded peak memory.
@@ -27,7 +27,8 @@ import time
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 sys.path.insert(0, ROOT)
 
-from bench.faults import Stack  # noqa: E402
+from bench.faults_listener import Stack  # noqa: E402
+from bench.table import print_table  # noqa: E402
 from tests.listener_support import active_eternal  # noqa: E402
 from tests.listener_tasks import GCN_KEY  # noqa: E402
 from tests.test_faults_gcn import (  # noqa: E402
@@ -60,7 +61,7 @@ def handled(stack):
         client.close()
 
 
-def run(stack, valid, hostile):
+def run_hostile(stack, valid, hostile):
     packets, notices = plan(valid, max(1, hostile // valid))
     sent_hostile = len(packets) - len(notices)
     expected = {ivorn_of(payload) for payload in notices}
@@ -88,27 +89,32 @@ def run(stack, valid, hostile):
             f'{"alive" if alive else "RESTARTED"} '
             f'({server.connections} connection(s)); peak RSS '
             f'{memory // 1024} MiB')
-    return ('gcn-malformed', 1, len(notices), len(expected & set(got)),
-            len(expected - set(got)), len(got) - len(set(got)),
-            f'{elapsed:.1f}', note)
+    return ('hostile gcn-voevent', 1, len(notices),
+            len(expected & set(got)), len(expected - set(got)),
+            len(got) - len(set(got)), elapsed, note)
+
+
+def add_arguments(parser):
+    """The bench's options."""
+    parser.add_argument('--valid', type=int, default=100)
+    parser.add_argument('--hostile', type=int, default=10000)
+
+
+def run(args):
+    """Run the bench; return the table's rows."""
+    with tempfile.TemporaryDirectory(prefix='gwcelery-faults-') as workdir:
+        stack = Stack(workdir)
+        try:
+            return [run_hostile(stack, args.valid, args.hostile)]
+        finally:
+            stack.stop()
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--valid', type=int, default=100)
-    parser.add_argument('--hostile', type=int, default=10000)
-    args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix='gwcelery-faults-') as workdir:
-        stack = Stack(workdir)
-        try:
-            row = run(stack, args.valid, args.hostile)
-        finally:
-            stack.stop()
-    print(' | '.join(('scenario', 'trials', 'sent', 'handled', 'lost', 'dup',
-                      'recovery s', 'note')))
-    print(' | '.join(str(cell) for cell in row))
+    add_arguments(parser)
+    print_table(run(parser.parse_args()))
     print('(recovery s: from the first packet to the last notice handled)')
-    print(f'load average: {os.getloadavg()}')
 
 
 if __name__ == '__main__':

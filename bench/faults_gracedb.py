@@ -20,7 +20,7 @@ The worker runs with shorter GraceDB retries than the defaults
 1 s capped at 4 s, 100 retries) so that it recovers within seconds of the
 fault's end; with the defaults (cap 600 s) a retry may wait minutes.
 
-It prints a table like ``bench/faults.py``: scenario, trials, notices
+It prints a table (:mod:`bench.table`): scenario, trials, notices
 sent, events (triggers with an event), lost, duplicated, the longest time
 from the fault's end to the last event, and the retries the worker
 logged (those after a read time-out are where a duplicate could arise).
@@ -40,6 +40,7 @@ import time
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 sys.path.insert(0, ROOT)
 
+from bench.table import print_table  # noqa: E402
 from gwcelery import app  # noqa: E402
 from gwcelery.gracedb_server import GraceDbServer  # noqa: E402
 from gwcelery.tasks import external_triggers  # noqa: E402
@@ -145,14 +146,17 @@ def trial(stack, first, count, interval, fault):
     return events, count - events, duplicated, last_new - ended[0]
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def add_arguments(parser):
+    """The bench's options."""
     parser.add_argument('--trials', type=int, default=2)
     parser.add_argument('--notices', type=int, default=60)
     parser.add_argument('--interval', type=float, default=0.5)
     parser.add_argument('--outage', type=float, default=30)
     parser.add_argument('--burst', type=float, default=20)
-    args = parser.parse_args()
+
+
+def run(args):
+    """Run the scenarios; return the table's rows."""
     rows = []
     with tempfile.TemporaryDirectory(prefix='gwcelery-faults-') as workdir:
         stack = Stack(workdir)
@@ -174,17 +178,18 @@ def main():
                              sum(r[0] for r in results),
                              sum(r[1] for r in results),
                              sum(r[2] for r in results),
-                             f'{max(r[3] for r in results):.1f}',
+                             max(r[3] for r in results),
                              f'{after[0] - before[0]} retries, '
                              f'{after[1] - before[1]} after a time-out'))
         finally:
             stack.stop()
-    header = ('scenario', 'trials', 'sent', 'delivered', 'lost', 'dup',
-              'recovery s', 'note')
-    print(' | '.join(header))
-    for row in rows:
-        print(' | '.join(str(cell) for cell in row))
-    print(f'load average: {os.getloadavg()}')
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    add_arguments(parser)
+    print_table(run(parser.parse_args()))
 
 
 if __name__ == '__main__':

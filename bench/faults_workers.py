@@ -15,7 +15,7 @@ their number to a Redis list. Scenarios:
   bench measures when the held tasks come back, with the production
   settings: their leases lapse (:mod:`gwcelery.util.broker_lease`).
 
-The table has the columns of ``bench/faults.py``: tasks sent, handled,
+The table has the columns of :mod:`bench.table`: tasks sent, handled,
 lost (not handled by the end), duplicated (handled twice), and the time
 to recover: for a pool kill, from the kill to the killed task's second
 run; for a main kill, from the kill to the last held task's completion.
@@ -37,6 +37,7 @@ sys.path.insert(0, ROOT)
 
 import redis  # noqa: E402
 
+from bench.table import print_table  # noqa: E402
 from gwcelery import app  # noqa: E402
 
 DONE_KEY = 'bench:faults-workers:done'
@@ -252,12 +253,15 @@ def main_kill(workers, queue, first, tasks, wait):
     return len(numbers), handled, lost, dups, recovery, len(held)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+def add_arguments(parser):
+    """The bench's options."""
     parser.add_argument('--trials', type=int, default=2)
     parser.add_argument('--tasks', type=int, default=30)
     parser.add_argument('--wait', type=float, default=60)
-    args = parser.parse_args()
+
+
+def run(args):
+    """Run the scenarios; return the table's rows."""
     rows = []
     number = 0
     with tempfile.TemporaryDirectory(prefix='gwcelery-faults-') as workdir:
@@ -273,23 +277,25 @@ def main():
                     number += args.tasks
                 rows.append((f'pool-kill {queue}', args.trials,
                              *[sum(r[i] for r in results) for i in range(4)],
-                             f'{max(r[4] for r in results):.1f}',
+                             max(r[4] for r in results),
                              'with gcn.send' if queue == 'celery' else ''))
             for queue in QUEUES:
                 sent, handled, lost, dups, recovery, held = main_kill(
                     workers, queue, number, 6, args.wait)
                 number += 6
                 rows.append((f'main-kill {queue}', 1, sent, handled, lost,
-                             dups, f'{recovery:.1f}',
+                             dups, recovery,
                              f'{held} not done at the kill; {lost} not '
                              f'back after {args.wait:g} s'))
         finally:
             workers.stop()
-    print(' | '.join(('scenario', 'trials', 'sent', 'handled', 'lost', 'dup',
-                      'recovery s', 'note')))
-    for row in rows:
-        print(' | '.join(str(cell) for cell in row))
-    print(f'load average: {os.getloadavg()}')
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    add_arguments(parser)
+    print_table(run(parser.parse_args()))
 
 
 if __name__ == '__main__':
