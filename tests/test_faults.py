@@ -1,5 +1,5 @@
-"""Fault injection, short versions of ``bench/faults_listener.py``: the LVAlert
-listener in a real worker started by a real Beat, alerts on the Redis
+"""Fault injection, short versions of ``bench/faults_listener.py``: the
+LVAlert listener in a real worker started by a real Beat, alerts on the Redis
 alert stream, and one fault per test (the listener's process killed,
 Redis killed and restarted, hostile messages). Each checks that no alert
 is lost and that the listener recovers by itself."""
