@@ -7,9 +7,11 @@ the settings of a running ``gwcelery local``, or the
 """
 
 import os
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 
 from celery import Celery
+from celery.exceptions import CPendingDeprecationWarning
 
 from .util import broker_transport
 from .util.broker_lease import MessageLeases
@@ -26,6 +28,12 @@ def _eager_from_environment():
 
 
 broker_transport.install()
+# Running tasks are kept on purpose when the broker connection is lost
+# (see worker_cancel_long_running_tasks_on_connection_loss): no need to
+# repeat Celery's advice against it at each reconnection.
+warnings.filterwarnings(
+    'ignore', category=CPendingDeprecationWarning,
+    message=r'\s*In Celery 5\.1 we introduced an optional breaking change')
 app = Celery('gwcelery')
 app.config_from_object(load_settings(config_module_name()))
 if _eager_from_environment():
