@@ -237,3 +237,17 @@ def test_late_frames_are_waited_for(written_frames):
         late.join()
     assert result['dq'] == 'good'
     assert time.monotonic() - began >= 0.9
+
+
+def test_a_frame_pruned_meanwhile_by_another_run_is_skipped(
+        written_frames, tmp_path, monkeypatch):
+    mockframes.write_frames(written_frames, T0 + 21, 4, 20)
+    remove = os.remove
+
+    def pruned_by_another_run_first(path):
+        remove(path)
+        remove(path)  # raises FileNotFoundError, as the slower run did
+
+    monkeypatch.setattr(mockframes.os, 'remove', pruned_by_another_run_first)
+    assert mockframes.prune_frames(written_frames, T0 + 21, 10) == 0
+    assert len(os.listdir(tmp_path / 'H1')) == 3

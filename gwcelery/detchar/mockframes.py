@@ -149,6 +149,9 @@ def prune_frames(conf, now, keep):
         for name in os.listdir(directory):
             span = frame_span(name.removesuffix('.part'))
             if span is not None and span[1] < now - keep:
-                os.remove(os.path.join(directory, name))
+                try:
+                    os.remove(os.path.join(directory, name))
+                except FileNotFoundError:
+                    continue  # pruned meanwhile by an overlapping run
                 removed += 1
     return removed
