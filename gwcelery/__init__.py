@@ -6,16 +6,20 @@ the settings of a running ``gwcelery local``, or the
 :mod:`gwcelery.conf.local` preset: see :mod:`gwcelery.util.settings`.
 """
 
-import os
-import warnings
-from importlib.metadata import PackageNotFoundError, version
+from .util import early_signals
 
-from celery import Celery
-from celery.exceptions import CPendingDeprecationWarning
+early_signals.record_while_starting()
 
-from .util import broker_transport
-from .util.broker_lease import MessageLeases
-from .util.settings import config_module_name, load_settings
+import os  # noqa: E402
+import warnings  # noqa: E402
+from importlib.metadata import PackageNotFoundError, version  # noqa: E402
+
+from celery import Celery  # noqa: E402
+from celery.exceptions import CPendingDeprecationWarning  # noqa: E402
+
+from .util import broker_transport  # noqa: E402
+from .util.broker_lease import MessageLeases  # noqa: E402
+from .util.settings import config_module_name, load_settings  # noqa: E402
 
 try:
     __version__ = version('gwcelery')

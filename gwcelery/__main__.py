@@ -58,7 +58,12 @@ def main(argv=None):
     local``, ...) work exactly as they do under ``celery -A gwcelery``.
     """
     from . import app
+    from .util import early_signals
 
+    if early_signals.received is not None:
+        # Asked to stop while loading, and the KeyboardInterrupt was
+        # dropped on the way (see gwcelery.util.early_signals).
+        sys.exit(128 + early_signals.received)
     celery.params[0].default = app
     celery.callback = _check_broker_first(celery.callback)
     return celery.main(args=argv, prog_name='gwcelery',

@@ -22,6 +22,8 @@ import signal
 import subprocess
 import time
 
+from . import early_signals
+
 log = logging.getLogger(__name__)
 
 #: ``prctl`` option: the signal that a process gets when its parent dies.
@@ -66,7 +68,10 @@ class StopSignals:
         self.received = None
 
     def install(self):
-        """Handle SIGINT and SIGTERM from now on (main thread only)."""
+        """Handle SIGINT and SIGTERM from now on (main thread only),
+        taking over one that came while the command was starting
+        (:mod:`gwcelery.util.early_signals`)."""
+        self.received = early_signals.received
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._handle)
         return self
