@@ -5,18 +5,32 @@ losing or repeating an alert."""
 
 import json
 import os
+import re
 
 import pytest
 import redis
+from confluent_kafka import Producer
 from gracedb_sdk import Client
 
+from gwcelery import app
 from gwcelery.kafka import igwn_alert
+from gwcelery.util import dead_letters
+from gwcelery.util.dead_letters import Rejected
 from gwcelery.util.kafka_broker import KafkaBroker
 
 from .conftest import DATA_DIR
-from .kafka_support import SESSION_TIMEOUT_MS
+from .kafka_support import SESSION_TIMEOUT_MS, kafka_broker  # noqa: F401
 from .listener_support import WORKER_ARGS, listener_settings, running, wait_for
 from .listener_tasks import LVALERT_KEY
+from .test_dead_letters import (  # noqa: F401
+    ALERT,
+    DEEP_JSON,
+    NOT_UTF8,
+    handled,
+    run_in_thread,
+    stop,
+    strict,
+)
 
 GROUP = 'gracedb-test'
 
@@ -28,7 +42,11 @@ def test_message_forms():
     text = '{"uid": "S1"}'
     assert igwn_alert.alert_text(igwn_alert.encode(text)) == text
     assert json.loads(igwn_alert.alert_text(text.encode())) == {'uid': 'S1'}
-    assert igwn_alert.alert_text(b'\xff not json') == b'\xff not json'
+    for value, reason in ((b'\xff not json', 'not JSON (UnicodeDecodeError'),
+                          (None, 'a tombstone'),
+                          (b'[' * 100000, 'not JSON (RecursionError')):
+        with pytest.raises(Rejected, match=re.escape(reason)):
+            igwn_alert.alert_text(value)
     assert igwn_alert.node_of(igwn_alert.topic_of(GROUP, 'cbc_gstlal')) == \
         'cbc_gstlal'
 
@@ -102,3 +120,52 @@ def test_restarts_lose_and_repeat_nothing(
     assert (alerts[0]['uid'], alerts[0]['alert_type']) == (graceid, 'new')
     assert [(a['uid'], a['alert_type']) for a in alerts].count(
         (graceid, 'new')) == 1
+
+
+def test_hostile_messages_are_dead_lettered_and_committed(
+        kafka_broker, handled, redis_url, monkeypatch):  # noqa: F811
+    """A tombstone, JSON nested 100,000 deep (raw and in hop's form), bytes
+    that are not UTF-8 and a JSON list go to the dead letters with their
+    offsets and are committed; the valid alert behind them is handled."""
+    for key, value in {'igwn_alert_url': kafka_broker.url,
+                       'igwn_alert_group': GROUP, 'kafka_hop_auth': False,
+                       'igwn_alert_consumer_group': 'dead-letter-test',
+                       'kafka_consumer_session_timeout':
+                           SESSION_TIMEOUT_MS / 1000}.items():
+        monkeypatch.setitem(app.conf, key, value)
+    topic = igwn_alert.topic_of(GROUP, 'cbc_gstlal')
+    producer = Producer({'bootstrap.servers': kafka_broker.bootstrap_servers})
+    for value in (None, DEEP_JSON.encode(), igwn_alert.encode(DEEP_JSON),
+                  NOT_UTF8, igwn_alert.encode('[1, 2]'),
+                  igwn_alert.encode(ALERT.decode())):
+        producer.produce(topic, value, partition=0)  # in this order
+    assert producer.flush(20) == 0
+
+    def listen_until(count):
+        task, thread = run_in_thread(igwn_alert.listen, app.conf,
+                                     ['cbc_gstlal'], strict)
+        try:
+            wait_for(lambda: len(handled) == count, 60,
+                     message=f'{count} valid alert(s)')
+        finally:
+            stop(task, thread)
+
+    listen_until(1)
+    letters = dead_letters.read(redis_url)[::-1]
+    assert [(letter['where']['offset'], letter['reason'][:45])
+            for letter in letters] == [
+        (0, 'a tombstone (a message without value)'),
+        (1, 'a message that is not JSON (RecursionError: m'),
+        # hop's form is JSON: its content is not.
+        (2, 'a message on cbc_gstlal that is not JSON (Rec'),
+        (3, 'a message that is not JSON (UnicodeDecodeErro'),
+        (4, 'a message on cbc_gstlal: a JSON list, not an ')]
+    assert letters[0]['where'] == {'topic': topic, 'partition': 0,
+                                   'offset': 0}
+    assert letters[0]['transport'] == 'igwn-alert'
+
+    # All committed: the group's next listener reads only what follows.
+    producer.produce(topic, igwn_alert.encode(ALERT.decode()), partition=0)
+    assert producer.flush(20) == 0
+    listen_until(2)
+    assert dead_letters.count(redis_url) == 5

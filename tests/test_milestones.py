@@ -8,8 +8,10 @@ import pytest
 import redis
 
 from gwcelery.tools.milestones import MilestoneReporter, describe_alert
+from gwcelery.util import dead_letters
 
 from .conftest import DATA_DIR
+from .listener_support import wait_for
 
 
 def load_alert(name):
@@ -60,6 +62,36 @@ def test_reporter_reads_redis_pubsub(redis_url):
     reporter.close()
     assert len(lines) == 1
     assert lines[0].startswith('event M394156 uploaded')
+
+
+def test_reporter_dead_letters_what_it_cannot_read(redis_url):
+    """Hostile alerts (the 100,000-deep JSON that once stopped ``gwcelery
+    local``) are kept as dead letters; the valid one behind them is
+    reported."""
+    lines = []
+    reporter = MilestoneReporter(redis_url, 'lvalert:', lines.append)
+    client = redis.Redis.from_url(redis_url)
+    hostile = ['[' * 100000 + ']' * 100000, b'\xff\xfe\x00junk', '[1, 2]',
+               '{"alert_type": "new", "object": {"far": "high"}}']
+    for message in hostile:
+        client.publish('lvalert:cbc_gstlal', message)
+    client.publish('lvalert:cbc_gstlal',
+                   json.dumps(load_alert('lvalert_event_creation.json')))
+    try:
+        wait_for(lambda: reporter.poll() or lines, 10, message='a line')
+    finally:
+        reporter.close()
+        client.close()
+    assert lines[0].startswith('event M394156 uploaded')
+    letters = dead_letters.read(redis_url)[::-1]
+    assert [letter['reason'].split(' (')[0] for letter in letters] == [
+        'an alert that is not JSON', 'an alert that is not JSON',
+        'an alert that is a JSON list, not an object',
+        "a message that raised ValueError: Unknown format code 'g' for "
+        "object of type 'str'"]
+    assert 'RecursionError' in letters[0]['reason']
+    assert {letter['transport'] for letter in letters} == {'milestones'}
+    assert letters[0]['where'] == {'channel': 'lvalert:cbc_gstlal'}
 
 
 @pytest.mark.parametrize('name', ['igwn_alert_voevent.json'])

@@ -11,6 +11,7 @@ import time
 from types import SimpleNamespace
 
 import pytest
+import redis
 from celery.contrib.abortable import AbortableAsyncResult
 from click.testing import CliRunner
 
@@ -18,7 +19,7 @@ from gwcelery import app
 from gwcelery.tools import nagios
 from gwcelery.tools.local import child_environment, write_config
 from gwcelery.tools.nagios import Result, State
-from gwcelery.util import eternal
+from gwcelery.util import dead_letters, eternal
 from gwcelery.util.eternal import EternalTask
 from gwcelery.util.redis_server import free_port
 from gwcelery.util.voevent_broker import serve_queue
@@ -272,6 +273,39 @@ def test_gracedb_check_by_answer(http_server, path, state):
     assert result.state is state, result
 
 
+def test_dead_letters_check_warns_while_a_recent_one_is_kept(redis_url):
+    def check(now=None):
+        return nagios.check_dead_letters(redis_url, 'dead', 3600, 1, now)
+
+    ok = check()
+    assert ok.state is State.OK, ok
+    assert ok.perfdata == ('dead_letters=0;0;;0', 'dead_letters_kept=0;;;0')
+    for offset in (1, 2):
+        dead_letters.record(redis_url, 'igwn-alert', RecursionError(
+            'maximum recursion depth exceeded'), b'[[[', key='dead',
+            offset=offset)
+    late = check()
+    assert late.state is State.WARNING
+    assert late.message.startswith(
+        '2 message(s) dead-lettered in the last 3600 s, the newest ')
+    assert (' s ago by igwn-alert: a message that raised RecursionError: '
+            'maximum recursion depth exceeded') in late.message
+    assert late.perfdata == ('dead_letters=2;0;;0',
+                             'dead_letters_kept=2;;;0')
+    # Older than the age: kept, but no longer a warning.
+    later = check(now=time.time() + 7200)
+    assert later.state is State.OK
+    assert later.perfdata[1] == 'dead_letters_kept=2;;;0'
+    # Deleting the list after inspection clears the warning.
+    client = redis.Redis.from_url(redis_url)
+    client.delete('dead')
+    client.close()
+    assert check().state is State.OK
+    down = nagios.check_dead_letters(f'redis://127.0.0.1:{free_port()}/0',
+                                     'dead', 3600, 1)
+    assert down.state is State.UNKNOWN
+
+
 # --- the command ----------------------------------------------------------
 
 def test_an_unexpected_error_is_one_unknown_line():
@@ -295,6 +329,7 @@ def test_a_check_that_hangs_counts_as_unknown(monkeypatch):
         State.UNKNOWN, 'gracedb: no result within 1.4 s')
     assert results['broker'].state is State.CRITICAL
     assert results['workers'].skipped
+    assert results['dead letters'].skipped
 
 
 @pytest.mark.integration
@@ -333,5 +368,5 @@ def test_the_command_with_everything_down_is_quick(tmp_path):
     # The listeners' locks are in another Redis (the result backend):
     # checked, not skipped.
     assert 'gcn.listen: cannot read its lock' in lines[0]
-    assert '2 checks skipped' in lines[0]
+    assert '3 checks skipped' in lines[0]
     assert elapsed < 30  # about 3 s on an idle machine, import included

@@ -5,6 +5,12 @@ message to a function; it commits the message's offset only after that
 function returned, i.e. after the handler tasks were queued, so that a
 listener that stops (or a broker that restarts) loses nothing: the next
 consumer of the group starts after the last committed message.
+
+A message that the function could not hand on because the Celery broker
+or Redis is down is read again after a delay; one that fails for any
+other reason (not JSON, nested too deep, a tombstone...) is the message's
+fault: it is dead-lettered (:mod:`gwcelery.util.dead_letters`) and
+committed, so that the messages behind it on its partition are handled.
 """
 
 import logging
@@ -17,6 +23,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
+from ..util.dead_letters import DeadLetters, is_broker_error, reason_of
 from ..util.eternal import POLL_INTERVAL, Backoff, wait_unless_aborted
 
 log = logging.getLogger(__name__)
@@ -67,19 +74,23 @@ def _is_harmless(error):
 
 
 def consume(task, config, topics, handle, name, backoff=None,
-            consumer_class=Consumer):
+            consumer_class=Consumer, letters=None):
     """Read `topics` with a consumer of `config` until ``task.is_aborted()``;
     call ``handle(message)`` for each message, then commit its offset.
 
     `consumer_class` makes the consumer from `config` (e.g.
     :class:`gcn_kafka.Consumer`, with its credentials bound).
-    A broker error closes the consumer and opens a new one after a delay
-    (`backoff`, a :class:`~gwcelery.util.eternal.Backoff`). `handle` must
-    log and skip bad input, not raise: an exception means that the
-    handlers could not be queued (e.g. the Celery broker is down), so the
-    message is not committed but read again after the delay.
+    A Kafka error closes the consumer and opens a new one after a delay
+    (`backoff`, a :class:`~gwcelery.util.eternal.Backoff`). When `handle`
+    raises a broker error (the handlers could not be queued: see
+    :func:`~gwcelery.util.dead_letters.is_broker_error`), the message is
+    not committed but read again after the delay; any other exception is
+    the message's fault: it is rejected to `letters` (a
+    :class:`~gwcelery.util.dead_letters.DeadLetters`; ``None``: only
+    logged) and committed.
     """
     backoff = backoff or Backoff(1, 60)
+    letters = letters or DeadLetters(None)
     while not task.is_aborted():
         try:
             consumer = consumer_class(config)
@@ -95,7 +106,7 @@ def consume(task, config, topics, handle, name, backoff=None,
                      name, len(topics),
                      config.get('bootstrap.servers', 'the default broker'),
                      config['group.id'])
-            _poll(task, consumer, handle, name, backoff)
+            _poll(task, consumer, handle, name, backoff, letters)
         except KafkaException as exc:
             delay = backoff.next()
             log.warning('%s: Kafka consumer failed (%s); reconnecting in '
@@ -105,7 +116,9 @@ def consume(task, config, topics, handle, name, backoff=None,
             consumer.close()
 
 
-def _poll(task, consumer, handle, name, backoff):
+def _poll(task, consumer, handle, name, backoff, letters):
+    """Handle and commit each message until the task is aborted; raise
+    :exc:`KafkaException` on a fatal error of the consumer."""
     while not task.is_aborted():
         message = consumer.poll(POLL_INTERVAL)
         if message is None:
@@ -117,17 +130,31 @@ def _poll(task, consumer, handle, name, backoff):
             log.log(logging.DEBUG if _is_harmless(error) else logging.WARNING,
                     '%s: Kafka: %s', name, error)
             continue
-        try:
-            handle(message)
-        except Exception:
-            delay = backoff.next()
-            log.exception('%s: could not handle the message at %s[%d]@%d; '
-                          'reading it again in %.0f s', name, message.topic(),
-                          message.partition(), message.offset(), delay)
-            consumer.seek(TopicPartition(message.topic(),
-                                         message.partition(),
-                                         message.offset()))
-            wait_unless_aborted(task, delay)
-            continue
-        backoff.reset()
-        consumer.commit(message, asynchronous=False)
+        if _handle(task, consumer, message, handle, name, backoff, letters):
+            consumer.commit(message, asynchronous=False)
+
+
+def _handle(task, consumer, message, handle, name, backoff, letters):
+    """Hand one message on; return whether to commit it: yes once handed
+    on or dead-lettered, no (it is read again after a delay) when the
+    Celery broker is down."""
+    try:
+        handle(message)
+    except Exception as exc:
+        if not is_broker_error(exc):
+            letters.reject(name, exc, message.value(),
+                           topic=message.topic(),
+                           partition=message.partition(),
+                           offset=message.offset())
+            return True
+        delay = backoff.next()
+        log.warning('%s: could not hand on the message at %s[%d]@%d (%s); '
+                    'reading it again in %.0f s', name, message.topic(),
+                    message.partition(), message.offset(), reason_of(exc),
+                    delay)
+        consumer.seek(TopicPartition(message.topic(), message.partition(),
+                                     message.offset()))
+        wait_unless_aborted(task, delay)
+        return False
+    backoff.reset()
+    return True

@@ -6,7 +6,10 @@ of its Kafka brokers. :func:`listen` reads the topics of the notice types
 that have a :func:`gwcelery.tasks.gcn.handler` with the ``gcn-kafka``
 client and hands each VOEvent to
 :func:`gwcelery.tasks.gcn.dispatch_voevent`, the dispatch of the VOEvent
-listener, committing its offset once the handlers are queued.
+listener, committing its offset once the handlers are queued. A message
+that is not a VOEvent (a tombstone, not XML, nested too deep, no usable
+notice type) is dead-lettered (:mod:`gwcelery.util.dead_letters`) and
+committed; one whose dispatch meets a broker error is read again.
 """
 
 import functools
@@ -14,8 +17,9 @@ import logging
 import urllib.parse
 
 import gcn_kafka
-import lxml.etree
 
+from ..util import voevent_transport as vtp
+from ..util.dead_letters import DeadLetters, Rejected
 from .consumer import consume, consumer_config
 
 log = logging.getLogger(__name__)
@@ -54,14 +58,17 @@ def client_config(conf):
 
 
 def handle_voevent(payload, dispatch):
-    """Parse one message and dispatch it (a VOEvent's bytes); log and skip
-    what is not XML."""
+    """Parse one message (a VOEvent's bytes) and dispatch it; raise
+    :exc:`Rejected` for what is not XML."""
+    if payload is None:
+        raise Rejected('a tombstone (a message without value)')
     try:
-        root = lxml.etree.fromstring(payload)
-    except lxml.etree.XMLSyntaxError as exc:
-        log.warning('GCN Kafka: skipping a message that is not XML (%s): '
-                    '%.80r', exc, payload)
-        return None
+        # The VOEvent listener's parser: no entities, no network, limited
+        # depth.
+        root = vtp.parse(payload)
+    except Exception as exc:
+        raise Rejected(f'a message that is not XML ({type(exc).__name__}: '
+                       f'{exc})') from None
     return dispatch(payload, root)
 
 
@@ -70,6 +77,10 @@ def listen(task, conf, notice_types, dispatch):
     task is aborted (see the module docstring)."""
     config, consumer_class = client_config(conf)
     topics = sorted(topic_of(kind) for kind in notice_types)
-    consume(task, config, topics,
-            lambda message: handle_voevent(message.value(), dispatch),
-            'GCN Kafka', consumer_class=consumer_class)
+    letters = DeadLetters.from_conf(conf)
+    try:
+        consume(task, config, topics,
+                lambda message: handle_voevent(message.value(), dispatch),
+                'GCN Kafka', consumer_class=consumer_class, letters=letters)
+    finally:
+        letters.close()

@@ -8,8 +8,12 @@ topic ``GROUP.NODE`` (:obj:`~gwcelery.conf.igwn_alert_group`, e.g.
 content is the LVAlert JSON text. :func:`listen` reads these topics and
 hands each message to :func:`gwcelery.tasks.lvalert.process_message`,
 committing its offset once the handlers are queued (see
-:mod:`gwcelery.kafka.consumer`). :class:`KafkaTransport` is the other
-end, for the local GraceDB server.
+:mod:`gwcelery.kafka.consumer`). The boundary is explicit: a message that
+cannot be decoded (:func:`alert_text` raises
+:exc:`~gwcelery.util.dead_letters.Rejected`: a tombstone, not JSON,
+nested too deep...) or that ``process_message`` rejects is dead-lettered
+and committed; one whose dispatch meets a broker error is read again.
+:class:`KafkaTransport` is the other end, for the local GraceDB server.
 """
 
 import json
@@ -17,6 +21,7 @@ import logging
 
 from confluent_kafka import KafkaException, Producer
 
+from ..util.dead_letters import DeadLetters, Rejected
 from .consumer import (
     bootstrap_servers,
     consume,
@@ -39,12 +44,18 @@ def node_of(topic):
 
 def alert_text(value):
     """The LVAlert JSON text of a message value: hop's JSON message of the
-    text (igwn-alert's form), or the JSON object itself."""
+    text (igwn-alert's form), or the JSON object itself. Raise
+    :exc:`Rejected` with the reason for anything else."""
+    if value is None:
+        raise Rejected('a tombstone (a message without value)')
     try:
         content = json.loads(value)
-    except (TypeError, ValueError):
-        # Not JSON: process_message logs and skips it.
-        return value
+    except Exception as exc:
+        # Any: RecursionError (nested deeper than the parser goes),
+        # UnicodeDecodeError, MemoryError...; raised without its context,
+        # whose traceback may be thousands of frames deep.
+        raise Rejected(f'a message that is not JSON ({type(exc).__name__}: '
+                       f'{exc})') from None
     return content if isinstance(content, str) else json.dumps(content)
 
 
@@ -69,8 +80,12 @@ def listen(task, conf, nodes, process_message):
         process_message(node_of(message.topic()),
                         alert_text(message.value()))
 
-    consume(task, config, [topic_of(group, node) for node in nodes],
-            handle, 'igwn-alert')
+    letters = DeadLetters.from_conf(conf)
+    try:
+        consume(task, config, [topic_of(group, node) for node in nodes],
+                handle, 'igwn-alert', letters=letters)
+    finally:
+        letters.close()
 
 
 class KafkaTransport:

@@ -18,6 +18,11 @@ Three pieces, all speaking the VOEvent Transport Protocol
 
 The queue and the server are :mod:`gwcelery.util.voevent_broker`, which
 the local deployment's mock GCN server runs too.
+
+A packet at fault (not XML, no ivorn, no usable notice type...) is
+dead-lettered (:mod:`gwcelery.util.dead_letters`); a VOEvent that cannot
+be handed on because the Celery broker is down waits in memory and is
+tried again (VTP cannot deliver it again).
 """
 
 import logging
@@ -31,6 +36,12 @@ from gcn import NoticeType
 
 from .. import app
 from ..util import voevent_transport as vtp
+from ..util.dead_letters import (
+    DeadLetters,
+    Rejected,
+    RetryQueue,
+    is_broker_error,
+)
 from ..util.dispatch import DispatchTable
 from ..util.eternal import (
     POLL_INTERVAL,
@@ -71,7 +82,11 @@ def notice_types_handled():
 
 # --- receiving --------------------------------------------------------------
 
-class MalformedNotice(ValueError):
+#: Name of the VOEvent listener in the log and the dead letters.
+TRANSPORT = 'GCN'
+
+
+class MalformedNotice(Rejected, ValueError):
     """A VOEvent without a usable GCN notice type."""
 
 
@@ -80,28 +95,26 @@ def notice_type(root):
     ``What/Param[@name="Packet_Type"]``."""
     param = root.find("./What/Param[@name='Packet_Type']")
     if param is None:
-        raise MalformedNotice('no What/Param named Packet_Type')
+        raise MalformedNotice('a VOEvent with no What/Param named '
+                              'Packet_Type')
     try:
         return int(param.get('value'))
     except (TypeError, ValueError):
         raise MalformedNotice(
-            f'Packet_Type value {param.get("value")!r} is not an integer'
-        ) from None
+            f'a VOEvent whose Packet_Type value {param.get("value")!r} is '
+            'not an integer') from None
 
 
 def dispatch_voevent(payload, root):
     """Hand a received VOEvent to the handlers of its notice type.
 
     Returns the group's result, or ``None`` when nothing handles it (an
-    unknown type or a type without handler: logged at debug level). A
-    VOEvent without a usable type is logged and skipped.
+    unknown type or a type without handler: logged at debug level).
+    Raises :exc:`MalformedNotice` for a VOEvent without a usable type (the
+    listener dead-letters it).
     """
     ivorn = root.get('ivorn')
-    try:
-        number = notice_type(root)
-    except MalformedNotice as exc:
-        log.warning('GCN: skipping VOEvent %s: %s', ivorn, exc)
-        return None
+    number = notice_type(root)
     try:
         kind = NoticeType(number)
     except ValueError:
@@ -117,19 +130,26 @@ def dispatch_voevent(payload, root):
     return result
 
 
-def process_packet(payload, client_ivorn):
+def process_packet(payload, client_ivorn, dispatch=dispatch_voevent,
+                   letters=None):
     """Act on one packet received from a VOEvent server.
 
-    Parses it once; dispatches a VOEvent; returns the reply to send (an
-    ``ack`` for a VOEvent, an ``iamalive`` for an ``iamalive``) or
-    ``None``. Anything malformed is logged with the reason and skipped:
-    this never raises for bad input.
+    Parses it once; hands a VOEvent to ``dispatch(payload, root)``;
+    returns the reply to send (an ``ack`` for a VOEvent, an ``iamalive``
+    for an ``iamalive``) or ``None``. A packet at fault (not XML, neither
+    a VOEvent nor a Transport message, a VOEvent without an ivorn or that
+    `dispatch` fails on, e.g. without a usable notice type) is rejected
+    to `letters` (a :class:`~gwcelery.util.dead_letters.DeadLetters`;
+    ``None``: only logged) and skipped; a VOEvent with an ivorn is
+    acknowledged all the same. Raises only the broker errors of
+    `dispatch`.
     """
+    letters = letters or DeadLetters(None)
     try:
         root = vtp.parse(payload)
-    except lxml.etree.XMLSyntaxError as exc:
-        log.warning('GCN: skipping a packet that is not XML (%s): %s', exc,
-                    vtp.describe(payload))
+    except Exception as exc:  # XMLSyntaxError, or worse
+        letters.reject(TRANSPORT, f'a packet that is not XML '
+                       f'({type(exc).__name__}: {exc})', payload)
         return None
     kind = vtp.kind(root)
     if kind == 'iamalive':
@@ -139,31 +159,44 @@ def process_packet(payload, client_ivorn):
     if kind == 'voevent':
         ivorn = root.get('ivorn')
         if not ivorn:
-            log.warning('GCN: skipping a VOEvent without an ivorn: %s',
-                        vtp.describe(payload))
+            letters.reject(TRANSPORT, 'a VOEvent without an ivorn', payload)
             return None
         try:
-            dispatch_voevent(payload, root)
-        except Exception:
-            log.exception('GCN: could not dispatch VOEvent %s (%s)', ivorn,
-                          vtp.describe(payload))
+            dispatch(payload, root)
+        except Exception as exc:
+            if is_broker_error(exc):
+                raise
+            letters.reject(TRANSPORT, exc, payload, ivorn=ivorn)
         return vtp.transport_message('ack', ivorn, client_ivorn)
     if kind is None:
-        log.warning('GCN: skipping an XML document with root <%s>: %s',
-                    root.tag, vtp.describe(payload))
+        letters.reject(TRANSPORT, f'an XML document with root <{root.tag}>, '
+                       'neither a VOEvent nor a Transport message', payload)
     else:
         log.info('GCN: Transport message of role %r from %s', kind,
                  vtp.origin(root))
     return None
 
 
-def _receive(task, sock, backoff):
+def _through(queue):
+    """A dispatch for :func:`process_packet` that hands each VOEvent on
+    through `queue` (a :class:`~gwcelery.util.dead_letters.RetryQueue`):
+    at once, or after the broker is back."""
+    def dispatch(payload, root):
+        queue.put(payload, lambda: dispatch_voevent(payload, root),
+                  ivorn=root.get('ivorn'))
+    return dispatch
+
+
+def _receive(task, sock, backoff, queue):
     """Read packets from a connected GCN server until the connection fails,
-    stays silent too long, or the task is aborted."""
+    stays silent too long, or the task is aborted; hand the VOEvents on
+    through `queue`, retried at each turn."""
     conf = app.conf
     reader = vtp.PacketReader(sock, conf['gcn_max_packet_size'])
+    dispatch = _through(queue)
     last_packet = time.monotonic()
     while not task.is_aborted():
+        queue.flush()
         payload = reader.read(POLL_INTERVAL)
         if payload is None:
             silence = time.monotonic() - last_packet
@@ -174,7 +207,12 @@ def _receive(task, sock, backoff):
             continue
         last_packet = time.monotonic()
         backoff.reset()
-        reply = process_packet(payload, conf['gcn_listen_ivorn'])
+        try:
+            reply = process_packet(payload, conf['gcn_listen_ivorn'],
+                                   dispatch, queue.letters)
+        except Exception as exc:  # a bug: skip the packet, not the stream
+            queue.letters.reject(TRANSPORT, exc, payload)
+            reply = None
         if reply is not None:
             vtp.send_packet(sock, reply)
 
@@ -219,26 +257,41 @@ def listen(self):
                            dispatch_voevent)
         log.info('GCN: listener stopped')
         return
+    letters = DeadLetters.from_conf(conf)
+    queue = RetryQueue(letters, TRANSPORT, Backoff(
+        conf['listener_reconnect_delay_min'],
+        conf['listener_reconnect_delay_max']))
+    try:
+        _connect_and_receive(self, conf, queue)
+    finally:
+        if queue:
+            log.error('GCN: stopping with %d VOEvent(s) not handed on (the '
+                      'Celery broker is down); they are lost', len(queue))
+        letters.close()
+    log.info('GCN: listener stopped')
+
+
+def _connect_and_receive(task, conf, queue):
+    """The VOEvent listener's loop: connect, receive, reconnect."""
     address = (conf['gcn_remote_address'], int(conf['gcn_remote_port']))
     backoff = Backoff(conf['listener_reconnect_delay_min'],
                       conf['listener_reconnect_delay_max'])
-    while not self.is_aborted():
+    while not task.is_aborted():
         sock = _open_with_backoff(
-            self, lambda address: socket.create_connection(address, 10),
+            task, lambda address: socket.create_connection(address, 10),
             address, backoff, logging.WARNING, 'GCN: cannot connect to')
         if sock is None:
             break
         log.info('GCN: connected to %s:%d', *address)
         try:
             with sock:
-                _receive(self, sock, backoff)
+                _receive(task, sock, backoff, queue)
         except (OSError, vtp.ProtocolError) as exc:
             log.warning('GCN: connection to %s:%d lost: %s', *address, exc)
-        if not self.is_aborted():
+        if not task.is_aborted():
             delay = backoff.next()
             log.info('GCN: reconnecting in %.0f s', delay)
-            wait_unless_aborted(self, delay)
-    log.info('GCN: listener stopped')
+            wait_unless_aborted(task, delay)
 
 
 # --- sending ----------------------------------------------------------------

@@ -19,7 +19,8 @@ transports, chosen by :obj:`~gwcelery.conf.lvalert_transport`:
     igwn-alert's Kafka topics (:mod:`gwcelery.kafka.igwn_alert`).
 
 A message is ``{"uid", "alert_type", "data", "object"}``. One that is not
-JSON or lacks these fields is logged and skipped; one whose
+JSON or lacks these fields is logged and skipped (the listener keeps it
+as a dead letter, :mod:`gwcelery.util.dead_letters`); one whose
 ``object.links.self`` (or ``object.self``) is not on the configured
 GraceDB server (:obj:`~gwcelery.conf.gracedb_url`) is ignored, since it is
 not ours.
@@ -32,6 +33,7 @@ from celery.utils.log import get_task_logger
 
 from .. import app
 from ..util import alert_stream, lvalert_xmpp
+from ..util.dead_letters import Rejected
 from ..util.dispatch import DispatchTable
 from ..util.eternal import EternalTask, wait_unless_aborted
 
@@ -140,26 +142,42 @@ def _malformed(alert):
     return None
 
 
-def process_message(node, text, broker_errors=()):
+def decode_message(node, text):
+    """The alert of one message (JSON text) received on `node`; raise
+    :exc:`Rejected` naming the message and what is wrong with it if it is
+    not an LVAlert message."""
+    try:
+        alert = json.loads(text)
+    except Exception as exc:
+        # Any: RecursionError (nested deeper than the parser goes),
+        # UnicodeDecodeError, MemoryError, TypeError (no text)...
+        raise Rejected(f'a message on {node} that is not JSON '
+                       f'({type(exc).__name__}: {exc})') from None
+    try:
+        reason = _malformed(alert)
+    except Exception as exc:  # e.g. "links" that is a list
+        reason = f'malformed ({type(exc).__name__}: {exc})'
+    if reason is not None:
+        raise Rejected(f'a message on {node}: {reason}')
+    return alert
+
+
+def process_message(node, text, broker_errors=(), strict=False):
     """Decode one message (JSON text) received on `node` and dispatch it.
 
     Returns the group's result, or ``None`` if the message was skipped
-    (malformed, not ours, or no handler). Never raises for bad input;
-    raises the exceptions of `broker_errors` that dispatching meets (the
-    stream transport then hands the message on again later) and logs any
-    other.
+    (malformed, not ours, or no handler). Raises the exceptions of
+    `broker_errors` that dispatching meets (the transport hands the
+    message on again later). Bad input and other failures of dispatching
+    are logged, or, if `strict`, raised (:exc:`Rejected` for bad input),
+    for the transport to dead-letter the message.
     """
     try:
-        alert = json.loads(text)
-    except (TypeError, ValueError, RecursionError) as exc:
-        # RecursionError: JSON nested deeper than the parser goes.
-        log.warning('LVAlert: skipping a message on %s that is not JSON '
-                    '(%s): %.80r', node, exc, text)
-        return None
-    reason = _malformed(alert)
-    if reason is not None:
-        log.warning('LVAlert: skipping a message on %s: %s: %.80r', node,
-                    reason, text)
+        alert = decode_message(node, text)
+    except Rejected as exc:
+        if strict:
+            raise
+        log.warning('LVAlert: skipping %s: %.80r', exc, text)
         return None
     if not is_ours(alert):
         log.info('LVAlert: ignoring %s %s on %s: it comes from %s, not '
@@ -172,6 +190,8 @@ def process_message(node, text, broker_errors=()):
     except broker_errors:
         raise
     except Exception:
+        if strict:
+            raise
         log.exception('LVAlert: could not dispatch %s %s on %s',
                       alert['alert_type'], alert['uid'], node)
         return None
@@ -200,12 +220,14 @@ def listen(self):
     transport = app.conf['lvalert_transport']
     log.info('LVAlert: listening over %s for %d node(s): %s', transport,
              len(nodes), ', '.join(nodes))
-    # Raising leaves the message unread (Redis stream) or its offset
-    # uncommitted (Kafka): it is read again later.
+    # A broker error leaves the message unread (Redis stream), its offset
+    # uncommitted (Kafka) or waiting in memory (XMPP): it is handed on
+    # again later. Any other exception dead-letters the message.
     process_or_raise = functools.partial(
-        process_message, broker_errors=alert_stream.BROKER_ERRORS)
+        process_message, broker_errors=alert_stream.BROKER_ERRORS,
+        strict=True)
     if transport == 'xmpp':
-        lvalert_xmpp.listen(self, app.conf, nodes, process_message)
+        lvalert_xmpp.listen(self, app.conf, nodes, process_or_raise)
     elif transport == 'redis':
         alert_stream.listen(self, app.conf, nodes, process_or_raise)
     elif transport == 'kafka':

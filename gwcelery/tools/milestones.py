@@ -2,7 +2,10 @@
 
 ``gwcelery local`` subscribes to the local GraceDB server's alerts (Redis
 pub/sub) and prints what each milestone means for a person watching: an
-event uploaded, a superevent created, a sky map ready, a notice sent.
+event uploaded, a superevent created, a sky map ready, a notice sent. An
+alert that it cannot read (not JSON, nested too deep, not an object...)
+is dead-lettered (:mod:`gwcelery.util.dead_letters`) and skipped: it must
+never stop ``gwcelery local``.
 """
 
 import json
@@ -10,7 +13,9 @@ import logging
 
 import redis
 
+from .. import app
 from ..util.alert_stream import next_published
+from ..util.dead_letters import DeadLetters, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +48,26 @@ EVENT_LABELS = {
 #: GraceDB's VOEvent type codes.
 VOEVENT_TYPES = {'EW': 'early warning', 'PR': 'preliminary',
                  'IN': 'initial', 'UP': 'update', 'RE': 'retraction'}
+
+
+#: Name of the reader in the log and the dead letters.
+TRANSPORT = 'milestones'
+
+
+def decode_alert(data):
+    """The alert (a dict) of a message's data; raise :exc:`Rejected` with
+    the reason for anything else."""
+    try:
+        alert = json.loads(data)
+    except Exception as exc:
+        # Any: RecursionError (nested deeper than the parser goes),
+        # UnicodeDecodeError, MemoryError...
+        raise Rejected(f'an alert that is not JSON ({type(exc).__name__}: '
+                       f'{exc})') from None
+    if not isinstance(alert, dict):
+        raise Rejected(f'an alert that is a JSON {type(alert).__name__}, '
+                       'not an object')
+    return alert
 
 
 def _format_far(far):
@@ -104,39 +129,50 @@ class MilestoneReporter:
         Channel prefix of the alerts (``lvalert_redis_channel_prefix``).
     report : callable
         Called with each line.
+    letters : DeadLetters, optional
+        Where unreadable alerts go; by default the app's dead-letter list
+        in the Redis of `redis_url`.
     """
 
-    def __init__(self, redis_url, prefix, report):
+    def __init__(self, redis_url, prefix, report, letters=None):
         self.report = report
         self._client = redis.Redis.from_url(redis_url)
         self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
         self._pubsub.psubscribe(prefix + '*')
         self._seen = set()
+        self._letters = letters or DeadLetters.from_conf(app.conf,
+                                                         redis_url)
 
     def poll(self):
         """Report the milestones among the alerts waiting; never block."""
         while True:
             try:
                 message = next_published(self._pubsub, 0)
-            except redis.ConnectionError:
-                log.warning('lost the alert subscription; will retry')
+            except redis.RedisError as exc:
+                log.warning('lost the alert subscription (%s); will retry',
+                            exc)
                 return
             if message is None:
                 return
-            try:
-                alert = json.loads(message['data'])
-                line = describe_alert(alert)
-            except (ValueError, TypeError, AttributeError) as error:
-                log.warning('undecodable alert on %s: %s',
-                            message.get('channel'), error)
-                continue
-            # An event alert goes to two nodes ({group}_{pipeline} and
-            # ..._{search}): print it once.
-            if line and line not in self._seen:
-                self._seen.add(line)
-                self.report(line)
+            self._report(message)
+
+    def _report(self, message):
+        """Report the milestone of one message, if any; dead-letter a
+        message that cannot be read."""
+        try:
+            line = describe_alert(decode_alert(message['data']))
+        except Exception as exc:
+            self._letters.reject(TRANSPORT, exc, message.get('data'),
+                                 channel=message.get('channel'))
+            return
+        # An event alert goes to two nodes ({group}_{pipeline} and
+        # ..._{search}): print it once.
+        if line and line not in self._seen:
+            self._seen.add(line)
+            self.report(line)
 
     def close(self):
         """Unsubscribe and disconnect."""
         self._pubsub.close()
         self._client.close()
+        self._letters.close()

@@ -23,6 +23,7 @@ from kombu.exceptions import OperationalError
 from kombu.transport.redis import PRIORITY_STEPS, Channel
 from kombu.utils.url import maybe_sanitize_url
 
+from ..util import dead_letters
 from ..util.eternal import read_heartbeat
 from ..util.voevent_broker import allowed_addresses
 
@@ -194,6 +195,32 @@ def check_listener(task, warning_age, critical_age, timeout, now=None):
                          f'{running}', perfdata)
 
 
+def check_dead_letters(url, key, warning_age, timeout, now=None):
+    """Whether a listener dead-lettered a message in the last
+    `warning_age` seconds (WARNING, naming the newest one's transport and
+    reason); the number of such messages and of all those kept in the list
+    `key` go to the performance data."""
+    now = time.time() if now is None else now
+    client = _redis(url, timeout)
+    try:
+        kept, recent, newest = dead_letters.summary(
+            client, now - warning_age, key)
+    except (redis.RedisError, ValueError) as exc:
+        return Result(State.UNKNOWN, f'cannot read the dead letters {key} '
+                                     f'({exc})')
+    finally:
+        client.close()
+    perfdata = (f'dead_letters={recent};0;;0', f'dead_letters_kept={kept};;;0')
+    if not recent:
+        return Result(State.OK, f'no dead letter for {warning_age:g} s '
+                                f'({kept} kept in {key})', perfdata)
+    return Result(State.WARNING, (
+        f'{recent} message(s) dead-lettered in the last {warning_age:g} s, '
+        f'the newest {now - newest["time"]:.0f} s ago by '
+        f'{newest["transport"]}: {newest["reason"][:120]} (see {key})'),
+        perfdata)
+
+
 def _closed_at_once(sock, timeout):
     """Whether the peer closes `sock` within `timeout` s without a word."""
     sock.settimeout(timeout)
@@ -321,6 +348,9 @@ def run_checks(app, **limits):
             conf.broker_transport_options or {},
             settings['nagios_queue_length_warning'],
             settings['nagios_queue_length_critical'], timeout),
+        'dead letters': partial(
+            check_dead_letters, broker_url, conf['dead_letter_key'],
+            float(conf['dead_letter_warning_age']), timeout),
     }
     for task_name in LISTENERS:
         task = app.tasks[task_name]
@@ -347,7 +377,7 @@ def run_checks(app, **limits):
             for name in dependent)
     for name, check in running.items():
         outcomes[name] = check.outcome(limit)
-    order = ['broker', 'workers', 'queues',
+    order = ['broker', 'workers', 'queues', 'dead letters',
              *(name.removeprefix('gwcelery.tasks.') for name in LISTENERS),
              'voevent broker', 'gracedb']
     return [(name, outcomes[name]) for name in order]
@@ -398,9 +428,10 @@ def nagios(ctx, verbose, **options):
 
     Checks that the broker answers, that each queue has a live worker, that
     the eternal listeners run and their loops beat recently, that the
-    VOEvent broker accepts a connection, that GraceDB answers and that no
-    queue is too long. Uses the configuration of the app (the preset named
-    by CELERY_CONFIG_MODULE).
+    VOEvent broker accepts a connection, that GraceDB answers, that no
+    queue is too long and that no listener dead-lettered a message lately.
+    Uses the configuration of the app (the preset named by
+    CELERY_CONFIG_MODULE).
     """
     limits = {setting: options[option] for setting, option in LIMITS.items()
               if options[option] is not None}

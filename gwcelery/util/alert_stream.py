@@ -17,6 +17,12 @@ that it is connected (``PUBSUB NUMSUB``).
 The stream keeps about ``max_length`` entries; a listener that has no
 cursor yet starts at the entries younger than ``max_age`` seconds.
 
+An entry that cannot be handed on because of the entry itself (not JSON,
+nested too deep, a JSON list, no ``message`` field...) is dead-lettered
+(:mod:`gwcelery.util.dead_letters`) and the cursor moves past it; one
+that meets a failure of Redis or of the Celery broker is read again after
+reconnecting.
+
 :func:`listen` is the listener's side (the ``'redis'`` transport of
 :mod:`gwcelery.tasks.lvalert`).
 """
@@ -27,6 +33,7 @@ import time
 import kombu.exceptions
 import redis
 
+from . import dead_letters
 from .eternal import POLL_INTERVAL, Backoff, wait_unless_aborted
 
 log = logging.getLogger(__name__)
@@ -113,32 +120,49 @@ def next_published(pubsub, timeout):
 
 
 def _text(value):
-    return value.decode() if isinstance(value, bytes) else value
+    """`value` as text; bytes that are not UTF-8 (a hostile node name)
+    with replacement characters, so that they cannot stop the stream."""
+    if isinstance(value, bytes):
+        return value.decode(errors='replace')
+    return value
 
 
 #: Failures to reach Redis or the Celery broker while handing an entry on:
 #: the entry stays unread, and is read again after reconnecting.
-BROKER_ERRORS = (redis.RedisError, kombu.exceptions.OperationalError)
+BROKER_ERRORS = dead_letters.BROKER_ERRORS
+
+#: Name of the transport in the log and the dead letters.
+TRANSPORT = 'LVAlert'
 
 
-def _handle_entries(stream, entries, channels, process_message):
+def _hand_on(node, entry_id, message, process_message, letters):
+    """Hand one entry on; dead-letter it if it is at fault. Raise
+    :data:`BROKER_ERRORS` (the entry is read again after reconnecting)."""
+    if message is None:
+        letters.reject(TRANSPORT, 'a stream entry without a message field',
+                       None, node=node, stream_entry=entry_id)
+        return
+    try:
+        process_message(node, message)
+    except BROKER_ERRORS:
+        raise
+    except Exception as exc:
+        if dead_letters.is_broker_error(exc):
+            # e.g. Celery's RuntimeError from a lost result backend.
+            raise kombu.exceptions.OperationalError(
+                dead_letters.reason_of(exc)) from exc
+        # The entry would come back forever and stop the stream behind it.
+        letters.reject(TRANSPORT, exc, message, node=node,
+                       stream_entry=entry_id)
+
+
+def _handle_entries(stream, entries, channels, process_message, letters):
     """Hand each stream entry of a handled node to its handlers, moving
-    the cursor past it once it is handed on (at least once)."""
+    the cursor past it once it is handed on (at least once) or
+    dead-lettered."""
     for entry_id, node, message in entries:
         if node in channels.values():
-            if message is None:
-                log.warning('LVAlert: stream entry %s on %s has no message',
-                            entry_id, node)
-            else:
-                try:
-                    process_message(node, message)
-                except BROKER_ERRORS:
-                    raise  # not handed on: read again after reconnecting
-                except Exception:
-                    # A message that breaks the listener must not stop
-                    # the stream behind it (it would come back forever).
-                    log.exception('LVAlert: skipping stream entry %s on %s',
-                                  entry_id, node)
+            _hand_on(node, entry_id, message, process_message, letters)
         stream.save_cursor(entry_id)
 
 
@@ -155,7 +179,17 @@ def listen(task, conf, nodes, process_message):
     ``process_message(node, text)``, which raises :data:`BROKER_ERRORS`
     when it could not hand it on, until `task` is aborted; `conf` is the
     app's configuration. Reconnects with a doubling delay after a failure
-    of Redis (the entry is then read again)."""
+    of Redis (the entry is then read again); any other exception of
+    ``process_message`` dead-letters the entry."""
+    letters = dead_letters.DeadLetters.from_conf(conf)
+    try:
+        _listen(task, conf, nodes, process_message, letters)
+    finally:
+        letters.close()
+
+
+def _listen(task, conf, nodes, process_message, letters):
+    """The loop of :func:`listen`: connect, read, reconnect."""
     url = conf['lvalert_redis_url'] or conf.broker_url
     prefix = conf['lvalert_redis_channel_prefix']
     channels = {prefix + node: node for node in nodes}
@@ -178,7 +212,7 @@ def listen(task, conf, nodes, process_message):
                 entries = stream.read_after(cursor)
                 if entries:
                     _handle_entries(stream, entries, channels,
-                                    process_message)
+                                    process_message, letters)
                     cursor = entries[-1][0]
                 else:
                     _drain(pubsub, POLL_INTERVAL)

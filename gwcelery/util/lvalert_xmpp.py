@@ -6,6 +6,12 @@ netrc credentials of that host, subscribes to each node on
 :obj:`~gwcelery.conf.lvalert_resubscribe_interval` for nodes it could not
 subscribe to) and hands each item's JSON text to its callback. It
 reconnects with a doubling delay after each disconnection.
+
+XMPP cannot deliver an item again: one that could not be handed on because
+the Celery broker is down waits in memory (a
+:class:`~gwcelery.util.dead_letters.RetryQueue`, in order with those that
+follow it) and is tried again after a doubling delay; one that fails for
+any other reason (not JSON, nested too deep...) is dead-lettered.
 """
 
 import asyncio
@@ -14,10 +20,14 @@ import time
 
 from slixmpp.exceptions import IqError, IqTimeout
 
+from .dead_letters import DeadLetters, RetryQueue
 from .eternal import POLL_INTERVAL, Backoff, wait_unless_aborted
 from .event_loop import close_event_loop
 
 log = logging.getLogger(__name__)
+
+#: Name of the transport in the log and the dead letters.
+TRANSPORT = 'LVAlert'
 
 
 def make_client(conf):
@@ -42,8 +52,14 @@ class Session:
     subscribe after each login, reconnect with backoff after each
     disconnection."""
 
-    def __init__(self, task, conf, nodes, client, loop, process_message):
+    def __init__(self, task, conf, nodes, client, loop, process_message,
+                 letters):
         self.task = task
+        self.process_message = process_message
+        self.letters = letters
+        self.queue = RetryQueue(letters, TRANSPORT, Backoff(
+            conf['listener_reconnect_delay_min'],
+            conf['listener_reconnect_delay_max']))
         self.nodes = nodes
         self.client = client
         self.loop = loop
@@ -58,10 +74,30 @@ class Session:
         port = conf['lvalert_port']
         self.address = ((conf['lvalert_host'], int(port)) if port
                         else (None, None))
-        client.listen(process_message)
+        # Not sleek-lvalert's listen(): it logs a whole traceback for
+        # each failure and cannot tell a bad item from a broker failure.
+        client.add_event_handler('pubsub_publish', self.on_item)
         client.add_event_handler('session_start', self.on_session_start)
         client.add_event_handler('disconnected', self.on_disconnected)
         client.add_event_handler('failed_all_auth', self.on_failed_auth)
+
+    def on_item(self, msg):
+        """Hand a published item's text on, through the retry queue."""
+        try:
+            items = msg['pubsub_event']['items']
+            node, item = items['node'], items['item']
+            item_id, payload = item['id'], item['payload']
+        except Exception as exc:  # a stanza that slixmpp cannot read
+            self.letters.reject(TRANSPORT, exc, str(msg))
+            return
+        if payload is None or payload.text is None:
+            self.letters.reject(TRANSPORT, 'an item without a text payload',
+                                str(item), node=node, xmpp_item=item_id)
+            return
+        text = payload.text
+        self.queue.put(
+            text, lambda: self.process_message(node, text), node=node,
+            xmpp_item=item_id)
 
     def connect(self):
         if not self.stopping:
@@ -113,12 +149,17 @@ class Session:
         last_resubscribe = time.monotonic()
         while not self.task.is_aborted():
             await asyncio.sleep(POLL_INTERVAL)
+            self.queue.flush()
             if (self.missing and self.in_session
                     and time.monotonic() - last_resubscribe
                     > self.resubscribe_interval):
                 last_resubscribe = time.monotonic()
                 await self.subscribe_missing()
         self.stopping = True
+        if self.queue:
+            log.error('LVAlert: stopping with %d item(s) not handed on '
+                      '(the Celery broker is down); they are lost',
+                      len(self.queue))
         self.client.disconnect()
         try:
             await asyncio.wait_for(self.client.disconnected, 5)
@@ -128,7 +169,19 @@ class Session:
 
 def listen(task, conf, nodes, process_message):
     """Receive the nodes' items and hand each to ``process_message(node,
-    text)`` until `task` is aborted; `conf` is the app's configuration."""
+    text)`` until `task` is aborted; `conf` is the app's configuration.
+    ``process_message`` raises a broker error when the broker is down (the
+    item is tried again later) and any other exception for an item at
+    fault (dead-lettered)."""
+    letters = DeadLetters.from_conf(conf)
+    try:
+        _listen(task, conf, nodes, process_message, letters)
+    finally:
+        letters.close()
+
+
+def _listen(task, conf, nodes, process_message, letters):
+    """The loop of :func:`listen`: one client per event loop."""
     backoff = Backoff(conf['listener_reconnect_delay_min'],
                       conf['listener_reconnect_delay_max'])
     while not task.is_aborted():
@@ -145,7 +198,7 @@ def listen(task, conf, nodes, process_message):
                 wait_unless_aborted(task, delay)
                 continue
             session = Session(task, conf, nodes, client, loop,
-                              process_message)
+                              process_message, letters)
             loop.run_until_complete(session.run())
         finally:
             close_event_loop(loop)
