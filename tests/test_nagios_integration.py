@@ -115,16 +115,16 @@ def wait_for_ok(deployment, timeout=90):
 def test_each_part_stopped_in_turn(deployment):
     line = wait_for_ok(deployment)
     assert line.startswith(
-        'NAGIOS OK: broker, workers, queues, gcn.listen, gcn.broker, '
-        'lvalert.listen, voevent broker, gracedb OK | ')
+        'NAGIOS OK: broker, workers, queues, dead letters, gcn.listen, '
+        'gcn.broker, lvalert.listen, voevent broker, gracedb OK | ')
     assert 'queue_superevent=0;50;500;0' in line
     assert 'gcn.listen_age=' in line
 
     code, parts = status(deployment)
     assert code == 0, parts
-    assert set(parts) == {'broker', 'workers', 'queues', 'gcn.listen',
-                          'gcn.broker', 'lvalert.listen', 'voevent broker',
-                          'gracedb', 'flower', 'console'}
+    assert set(parts) == {'broker', 'workers', 'queues', 'dead letters',
+                          'gcn.listen', 'gcn.broker', 'lvalert.listen',
+                          'voevent broker', 'gracedb', 'flower', 'console'}
     assert {state for state, _ in parts.values()} == {'OK'}
     assert parts['voevent broker'][1].endswith(
         'accepts connections from 127.0.0.1')
@@ -158,7 +158,7 @@ def test_each_part_stopped_in_turn(deployment):
         assert code == 2, line
         assert line.startswith('NAGIOS CRITICAL: broker redis://127.0.0.1:')
         assert 'Timeout' in line
-        assert line.endswith('; 5 checks skipped | gracedb_time=' +
+        assert line.endswith('; 6 checks skipped | gracedb_time=' +
                              line.rsplit('gracedb_time=', 1)[1])
     wait_for_ok(deployment, timeout=60)
 
