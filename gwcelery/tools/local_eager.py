@@ -5,7 +5,6 @@ traceback shows the whole chain from an alert to its last task.
 """
 
 import contextlib
-import json
 import math
 import os
 import queue
@@ -16,9 +15,10 @@ import time
 
 import click
 
+from ..util.dead_letters import Rejected
 from ..util.redis_server import RedisServer, free_port
 from .local import HOST, describe_mock
-from .milestones import describe_alert
+from .milestones import decode_alert, describe_alert
 
 
 class AlertQueue:
@@ -124,9 +124,9 @@ def dispatch_alerts(alerts, mock_interval, upload_event, process_message,
         except queue.Empty:
             continue
         try:
-            line = describe_alert(json.loads(message))
-        except ValueError:
-            line = None
+            line = describe_alert(decode_alert(message))
+        except Rejected:
+            line = None  # process_message logs it and keeps it
         if line and line not in reported:
             reported.add(line)
             report(line)
