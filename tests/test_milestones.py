@@ -9,6 +9,7 @@ import redis
 
 from gwcelery.tools.milestones import MilestoneReporter, describe_alert
 from gwcelery.util import dead_letters
+from gwcelery.util.redis_server import RedisServer
 
 from .conftest import DATA_DIR
 from .listener_support import wait_for
@@ -107,3 +108,32 @@ def test_voevent_type_is_spelt_out():
              'object': superevent}
     assert describe_alert(alert) == ('S180616h: preliminary VOEvent '
                                      'S180616h-1-Preliminary.xml registered')
+
+
+def test_reporter_subscribes_again_after_a_redis_restart(tmp_path, caplog):
+    server = RedisServer(data_dir=str(tmp_path / 'redis')).start()
+    lines = []
+    reporter = MilestoneReporter(server.url, 'lvalert:', lines.append)
+    reporter.reconnect_interval = 0.2
+    payload = json.dumps(load_alert('lvalert_event_creation.json'))
+    try:
+        server.process.kill()
+        server.process.wait()
+        for _ in range(20):  # polls during the outage: one warning only
+            reporter.poll()
+            time.sleep(0.05)
+        server.start()
+        client = redis.Redis.from_url(server.url)
+
+        def published_and_reported():
+            reporter.poll()
+            client.publish('lvalert:cbc_gstlal', payload)
+            return lines
+        wait_for(published_and_reported, 20, message='a milestone again')
+        client.close()
+    finally:
+        reporter.close()
+        server.stop()
+    assert lines[0].startswith('event M394156 uploaded')
+    assert caplog.text.count('lost the alert subscription') == 1
+    assert 'subscribed to the alerts again' in caplog.text

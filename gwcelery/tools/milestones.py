@@ -10,6 +10,7 @@ never stop ``gwcelery local``.
 
 import json
 import logging
+import time
 
 import redis
 
@@ -121,6 +122,11 @@ def describe_alert(alert):
 class MilestoneReporter:
     """Subscribe to the alert channels and report each milestone once.
 
+    When Redis goes away (restarted, say), the reporter says so once,
+    subscribes again at most every :attr:`reconnect_interval` seconds,
+    and says when it is back; the alerts published meanwhile have no
+    milestone line (the pipeline handles them from the alert stream).
+
     Parameters
     ----------
     redis_url : str
@@ -134,23 +140,54 @@ class MilestoneReporter:
         in the Redis of `redis_url`.
     """
 
+    #: Seconds between two tries to subscribe again.
+    reconnect_interval = 1.0
+
     def __init__(self, redis_url, prefix, report, letters=None):
         self.report = report
-        self._client = redis.Redis.from_url(redis_url)
-        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        self._pubsub.psubscribe(prefix + '*')
+        self._pattern = prefix + '*'
+        self._client = redis.Redis.from_url(
+            redis_url, socket_connect_timeout=2, socket_timeout=10)
+        self._pubsub = None
+        self._next_try = 0.0
         self._seen = set()
         self._letters = letters or DeadLetters.from_conf(app.conf,
                                                          redis_url)
+        self._subscribe()
+        if self._pubsub is None:
+            raise redis.ConnectionError(f'cannot subscribe to {redis_url}')
+
+    def _subscribe(self):
+        """Subscribe anew; return whether it worked."""
+        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        try:
+            pubsub.psubscribe(self._pattern)
+        except redis.RedisError:
+            pubsub.close()
+            self._next_try = time.monotonic() + self.reconnect_interval
+            return False
+        self._pubsub = pubsub
+        return True
+
+    def _lost(self, exc):
+        log.warning('lost the alert subscription (%s); subscribing again '
+                    'every %.0f s', exc, self.reconnect_interval)
+        self._pubsub.close()
+        self._pubsub = None
+        self._next_try = time.monotonic() + self.reconnect_interval
 
     def poll(self):
-        """Report the milestones among the alerts waiting; never block."""
+        """Report the milestones among the alerts waiting; never block
+        (but for a moment while subscribing again after an outage)."""
+        if self._pubsub is None:
+            if time.monotonic() < self._next_try or not self._subscribe():
+                return
+            log.warning('subscribed to the alerts again')
         while True:
             try:
                 message = next_published(self._pubsub, 0)
             except redis.RedisError as exc:
-                log.warning('lost the alert subscription (%s); will retry',
-                            exc)
+                self._lost(exc)
                 return
             if message is None:
                 return
@@ -173,6 +210,7 @@ class MilestoneReporter:
 
     def close(self):
         """Unsubscribe and disconnect."""
-        self._pubsub.close()
+        if self._pubsub is not None:
+            self._pubsub.close()
         self._client.close()
         self._letters.close()
