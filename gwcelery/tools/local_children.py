@@ -163,7 +163,7 @@ def children_row(data_dir, states):
     data_dir : str
         The deployment's data directory.
     states : type
-        :class:`~gwcelery.tools.nagios.State`.
+        :class:`~gwcelery.tools.nagios_checks.State`.
     """
     if held_by(os.path.join(data_dir, LOCK_NAME)) is None:
         return ('children', states.CRITICAL,
