@@ -138,7 +138,8 @@ def status_report(settings, data_dir=None):
     """Run the health checks of ``gwcelery nagios`` on the deployment whose
     configuration module defined `settings`, plus whether Flower answers
     and, given its `data_dir`, whether a child is down (a row only then);
-    return (part, :class:`~gwcelery.tools.nagios_checks.State`, message) for each.
+    return (part, :class:`~gwcelery.tools.nagios_checks.State`, message)
+    for each.
     """
     from .. import app
 
