@@ -79,8 +79,12 @@ def child_environment(data_dir):
 
 
 def port_is_free(port):
-    """Whether a TCP port of 127.0.0.1 can be bound right now."""
+    """Whether a TCP port of 127.0.0.1 can be bound right now by a server
+    (which, as every server of the deployment does, sets
+    ``SO_REUSEADDR``: the connections of a deployment just stopped, in
+    TIME_WAIT, must not move its ports at the next start)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:
