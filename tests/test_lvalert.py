@@ -300,3 +300,34 @@ def test_a_message_that_has_partly_arrived_is_read_whole():
         pubsub.close()
         client.close()
         server.close()
+
+
+def test_next_published_reads_again_after_a_redis_restart(tmp_path):
+    import redis
+
+    from gwcelery.util.alert_stream import next_published
+    from gwcelery.util.redis_server import RedisServer
+
+    server = RedisServer(data_dir=str(tmp_path / 'redis')).start()
+    client = redis.Redis.from_url(server.url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    try:
+        pubsub.subscribe('lvalert:node')
+        assert next_published(pubsub, 1) is None  # the confirmation
+        server.process.kill()
+        server.process.wait()
+        with pytest.raises(redis.ConnectionError):
+            next_published(pubsub, 1)
+        server.start()
+        # The next calls find the dead socket gone: they reconnect, and
+        # subscribe again (its confirmation reads as None).
+        deadline = time.monotonic() + 10
+        message = None
+        while message is None and time.monotonic() < deadline:
+            client.publish('lvalert:node', 'back')
+            message = next_published(pubsub, 0.5)
+        assert message['data'] == b'back'
+    finally:
+        pubsub.close()
+        client.close()
+        server.stop()

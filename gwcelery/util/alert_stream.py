@@ -114,8 +114,14 @@ def next_published(pubsub, timeout):
     partly arrived fails with a time-out and reconnects, dropping it.
     """
     connection = pubsub.connection
-    if connection is None or not connection.can_read(timeout):
-        return None
+    try:
+        if connection is None or not connection.can_read(timeout):
+            return None
+    except redis.ConnectionError:
+        # Drop the dead socket: the next call reconnects and subscribes
+        # again (can_read alone would fail on it for ever).
+        connection.disconnect()
+        raise
     return pubsub.get_message(timeout=REST_OF_MESSAGE_TIMEOUT)
 
 
