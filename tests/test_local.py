@@ -33,9 +33,11 @@ from .conftest import DATA_DIR
 
 pytestmark = pytest.mark.integration
 
-#: Longest wait (s) for the first preliminary alert. The issue asks for two
-#: minutes on a fresh machine; CI shares its two cores with the test.
-ALERT_TIMEOUT = 240
+#: Longest wait (s) for the first preliminary alert: a limit, not a
+#: measure (``bench/alert_latency.py`` measures). A first alert takes about
+#: two minutes on a quiet 2-core machine (three BAYESTAR runs, in one
+#: process in eager mode); at a load of 10 it took over four.
+ALERT_TIMEOUT = 600
 
 
 class LocalDeployment:
