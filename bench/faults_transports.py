@@ -42,6 +42,7 @@ from gwcelery.tasks import lvalert  # noqa: E402
 from gwcelery.tools.milestones import MilestoneReporter  # noqa: E402
 from gwcelery.util import dead_letters, lvalert_xmpp  # noqa: E402
 from gwcelery.util import voevent_transport as vtp  # noqa: E402
+from gwcelery.util.alert_stream import AlertStream  # noqa: E402
 from gwcelery.util.dispatch import DispatchTable  # noqa: E402
 from gwcelery.util.kafka_broker import KafkaBroker  # noqa: E402
 from gwcelery.util.redis_server import RedisServer  # noqa: E402
@@ -311,13 +312,11 @@ class KafkaNotices(KafkaListener):
 
 
 class Milestones(Listener):
-    """A MilestoneReporter polled as ``gwcelery local`` polls it. Redis
-    drops a subscriber with over 32 MB waiting (its default pubsub
-    ``client-output-buffer-limit``): about 1,000 hostile messages (a sixth
-    of them 200 kB) at once, and the reporter loses what follows."""
+    """A MilestoneReporter polled as ``gwcelery local`` polls it, reading
+    the alert stream that the local GraceDB server appends to."""
 
     scenario = 'hostile milestones'
-    failures = ('lost the alert subscription',)
+    failures = ('cannot read the alert stream',)
     #: Seconds between two polls (``gwcelery local``'s supervisor tick).
     tick = 0.5
 
@@ -326,14 +325,14 @@ class Milestones(Listener):
 
     def start(self):
         prefix = app.conf['lvalert_redis_channel_prefix']
-        self.channel = prefix + NODE
         self.client = redis.Redis.from_url(self.url)
+        self.stream = AlertStream(self.client, prefix)
         self.reporter = MilestoneReporter(self.url, prefix,
                                           self.lines.append)
         self.start_thread(self._loop)
 
     def ready(self, watch):
-        return self.client.pubsub_numpat()
+        return True  # it reads the stream from where it was at the start
 
     def _loop(self, task):
         """``gwcelery local``'s main loop as far as milestones go: an
@@ -347,10 +346,7 @@ class Milestones(Listener):
     def send(self, batches):
         started = time.monotonic()
         for batch in batches:
-            with self.client.pipeline(transaction=False) as pipe:
-                for message in batch:
-                    pipe.publish(self.channel, message)
-                pipe.execute()
+            self.stream.append_many((NODE, message) for message in batch)
         return started
 
     def handled(self):

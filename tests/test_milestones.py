@@ -9,6 +9,7 @@ import redis
 
 from gwcelery.tools.milestones import MilestoneReporter, describe_alert
 from gwcelery.util import dead_letters
+from gwcelery.util.alert_stream import AlertStream
 from gwcelery.util.redis_server import RedisServer
 
 from .conftest import DATA_DIR
@@ -45,15 +46,20 @@ def test_superevent_labels_and_uninteresting_alerts():
     assert describe_alert({'alert_type': 'update', 'object': {}}) is None
 
 
-def test_reporter_reads_redis_pubsub(redis_url):
+def publish(client, *items):
+    """Append ``(node, message)`` items as the local GraceDB server does."""
+    AlertStream(client, 'lvalert:').append_many(items)
+
+
+def test_reporter_reads_the_alert_stream(redis_url):
+    client = redis.Redis.from_url(redis_url)
+    publish(client, ('cbc_gstlal', 'an alert before the start'))
     lines = []
     reporter = MilestoneReporter(redis_url, 'lvalert:', lines.append)
-    client = redis.Redis.from_url(redis_url)
     payload = json.dumps(load_alert('lvalert_event_creation.json'))
     # One alert goes to two nodes; garbage is skipped with a warning.
-    client.publish('lvalert:cbc_gstlal', payload)
-    client.publish('lvalert:cbc_gstlal_mdc', payload)
-    client.publish('lvalert:cbc_gstlal', b'{not json')
+    publish(client, ('cbc_gstlal', payload), ('cbc_gstlal_mdc', payload),
+            ('cbc_gstlal', b'{not json'))
     deadline = time.monotonic() + 5
     while not lines and time.monotonic() < deadline:
         reporter.poll()
@@ -74,10 +80,9 @@ def test_reporter_dead_letters_what_it_cannot_read(redis_url):
     client = redis.Redis.from_url(redis_url)
     hostile = ['[' * 100000 + ']' * 100000, b'\xff\xfe\x00junk', '[1, 2]',
                '{"alert_type": "new", "object": {"far": "high"}}']
-    for message in hostile:
-        client.publish('lvalert:cbc_gstlal', message)
-    client.publish('lvalert:cbc_gstlal',
-                   json.dumps(load_alert('lvalert_event_creation.json')))
+    publish(client, *[('cbc_gstlal', message) for message in hostile],
+            ('cbc_gstlal',
+             json.dumps(load_alert('lvalert_event_creation.json'))))
     try:
         wait_for(lambda: reporter.poll() or lines, 10, message='a line')
     finally:
@@ -92,7 +97,7 @@ def test_reporter_dead_letters_what_it_cannot_read(redis_url):
         "object of type 'str'"]
     assert 'RecursionError' in letters[0]['reason']
     assert {letter['transport'] for letter in letters} == {'milestones'}
-    assert letters[0]['where'] == {'channel': 'lvalert:cbc_gstlal'}
+    assert letters[0]['where'] == {'node': 'cbc_gstlal'}
 
 
 @pytest.mark.parametrize('name', ['igwn_alert_voevent.json'])
@@ -110,30 +115,45 @@ def test_voevent_type_is_spelt_out():
                                      'S180616h-1-Preliminary.xml registered')
 
 
-def test_reporter_subscribes_again_after_a_redis_restart(tmp_path, caplog):
+def test_reporter_reads_on_after_a_redis_restart(tmp_path, caplog):
     server = RedisServer(data_dir=str(tmp_path / 'redis')).start()
     lines = []
     reporter = MilestoneReporter(server.url, 'lvalert:', lines.append)
-    reporter.reconnect_interval = 0.2
     payload = json.dumps(load_alert('lvalert_event_creation.json'))
     try:
         server.process.kill()
         server.process.wait()
         for _ in range(20):  # polls during the outage: one warning only
             reporter.poll()
-            time.sleep(0.05)
         server.start()
         client = redis.Redis.from_url(server.url)
-
-        def published_and_reported():
-            reporter.poll()
-            client.publish('lvalert:cbc_gstlal', payload)
-            return lines
-        wait_for(published_and_reported, 20, message='a milestone again')
+        publish(client, ('cbc_gstlal', payload))
+        reporter.poll()
         client.close()
     finally:
         reporter.close()
         server.stop()
     assert lines[0].startswith('event M394156 uploaded')
-    assert caplog.text.count('lost the alert subscription') == 1
-    assert 'subscribed to the alerts again' in caplog.text
+    assert caplog.text.count('cannot read the alert stream') == 1
+    assert 'reading the alert stream again' in caplog.text
+
+
+def test_a_burst_between_two_polls_is_reported_whole(redis_url):
+    """More than a pub/sub subscriber may fall behind (32 MB): nothing is
+    lost between two polls."""
+    lines = []
+    reporter = MilestoneReporter(redis_url, 'lvalert:', lines.append)
+    client = redis.Redis.from_url(redis_url)
+    alert = load_alert('lvalert_event_creation.json')
+    padding = 'x' * 200000
+    for number in range(200):  # about 40 MB
+        alert['uid'] = f'M{number}'
+        alert['object']['padding'] = padding
+        publish(client, ('cbc_gstlal', json.dumps(alert)))
+    try:
+        for _ in range(10):
+            reporter.poll()
+    finally:
+        reporter.close()
+        client.close()
+    assert len(lines) == 200

@@ -1,7 +1,7 @@
 """One line per pipeline milestone, read from the alerts GraceDB publishes.
 
-``gwcelery local`` subscribes to the local GraceDB server's alerts (Redis
-pub/sub) and prints what each milestone means for a person watching: an
+``gwcelery local`` reads the local GraceDB server's alerts (the Redis
+alert stream) and prints what each milestone means for a person watching: an
 event uploaded, a superevent created, a sky map ready, a notice sent. An
 alert that it cannot read (not JSON, nested too deep, not an object...)
 is dead-lettered (:mod:`gwcelery.util.dead_letters`) and skipped: it must
@@ -10,12 +10,11 @@ never stop ``gwcelery local``.
 
 import json
 import logging
-import time
 
 import redis
 
 from .. import app
-from ..util.alert_stream import next_published
+from ..util.alert_stream import AlertStream
 from ..util.dead_letters import DeadLetters, Rejected
 
 log = logging.getLogger(__name__)
@@ -120,19 +119,22 @@ def describe_alert(alert):
 
 
 class MilestoneReporter:
-    """Subscribe to the alert channels and report each milestone once.
+    """Read the alert stream and report each milestone once.
 
-    When Redis goes away (restarted, say), the reporter says so once,
-    subscribes again at most every :attr:`reconnect_interval` seconds,
-    and says when it is back; the alerts published meanwhile have no
-    milestone line (the pipeline handles them from the alert stream).
+    It reads the stream that the local GraceDB server appends every alert
+    to (:class:`~gwcelery.util.alert_stream.AlertStream`), from its end
+    at start and then with a cursor of its own, so that no alert is
+    missed between two polls, however many come at once (a pub/sub
+    subscriber that falls behind is dropped by Redis) or while Redis
+    restarts: then it says once that it cannot read, and once that it
+    can again.
 
     Parameters
     ----------
     redis_url : str
         Redis server that the GraceDB server publishes alerts to.
     prefix : str
-        Channel prefix of the alerts (``lvalert_redis_channel_prefix``).
+        Prefix of the alert stream (``lvalert_redis_channel_prefix``).
     report : callable
         Called with each line.
     letters : DeadLetters, optional
@@ -140,67 +142,51 @@ class MilestoneReporter:
         in the Redis of `redis_url`.
     """
 
-    #: Seconds between two tries to subscribe again.
-    reconnect_interval = 1.0
+    #: Most entries read at one poll, so that a poll stays short.
+    max_entries_per_poll = 2000
 
     def __init__(self, redis_url, prefix, report, letters=None):
         self.report = report
-        self._pattern = prefix + '*'
         self._client = redis.Redis.from_url(
             redis_url, socket_connect_timeout=2, socket_timeout=10)
-        self._pubsub = None
-        self._next_try = 0.0
+        self._stream = AlertStream(self._client, prefix)
+        last = self._client.xrevrange(self._stream.key, count=1)
+        self._cursor = last[0][0].decode() if last else '0-0'
+        self._failing = False
         self._seen = set()
         self._letters = letters or DeadLetters.from_conf(app.conf,
                                                          redis_url)
-        self._subscribe()
-        if self._pubsub is None:
-            raise redis.ConnectionError(f'cannot subscribe to {redis_url}')
-
-    def _subscribe(self):
-        """Subscribe anew; return whether it worked."""
-        pubsub = self._client.pubsub(ignore_subscribe_messages=True)
-        try:
-            pubsub.psubscribe(self._pattern)
-        except redis.RedisError:
-            pubsub.close()
-            self._next_try = time.monotonic() + self.reconnect_interval
-            return False
-        self._pubsub = pubsub
-        return True
-
-    def _lost(self, exc):
-        log.warning('lost the alert subscription (%s); subscribing again '
-                    'every %.0f s', exc, self.reconnect_interval)
-        self._pubsub.close()
-        self._pubsub = None
-        self._next_try = time.monotonic() + self.reconnect_interval
 
     def poll(self):
-        """Report the milestones among the alerts waiting; never block
-        (but for a moment while subscribing again after an outage)."""
-        if self._pubsub is None:
-            if time.monotonic() < self._next_try or not self._subscribe():
-                return
-            log.warning('subscribed to the alerts again')
-        while True:
+        """Report the milestones among the alerts appended since the last
+        poll; never block."""
+        for _ in range(max(1, self.max_entries_per_poll // 100)):
             try:
-                message = next_published(self._pubsub, 0)
+                entries = self._stream.read_after(self._cursor)
             except redis.RedisError as exc:
-                self._lost(exc)
+                if not self._failing:
+                    log.warning('cannot read the alert stream (%s); will '
+                                'try again', exc)
+                self._failing = True
                 return
-            if message is None:
+            if self._failing:
+                log.warning('reading the alert stream again')
+                self._failing = False
+            for entry_id, node, message in entries:
+                self._report(node, message)
+                self._cursor = entry_id
+            if not entries:
                 return
-            self._report(message)
 
-    def _report(self, message):
-        """Report the milestone of one message, if any; dead-letter a
-        message that cannot be read."""
+    def _report(self, node, message):
+        """Report the milestone of one alert, if any; dead-letter one that
+        cannot be read."""
         try:
-            line = describe_alert(decode_alert(message['data']))
+            if message is None:
+                raise Rejected('a stream entry without a message')
+            line = describe_alert(decode_alert(message))
         except Exception as exc:
-            self._letters.reject(TRANSPORT, exc, message.get('data'),
-                                 channel=message.get('channel'))
+            self._letters.reject(TRANSPORT, exc, message, node=node)
             return
         # An event alert goes to two nodes ({group}_{pipeline} and
         # ..._{search}): print it once.
@@ -209,8 +195,6 @@ class MilestoneReporter:
             self.report(line)
 
     def close(self):
-        """Unsubscribe and disconnect."""
-        if self._pubsub is not None:
-            self._pubsub.close()
+        """Disconnect."""
         self._client.close()
         self._letters.close()
