@@ -9,23 +9,34 @@ no expiry and is released only by the task's own ``on_success`` /
 the machine rebooted with a persistent Redis) leaves the lock behind for
 ever, and the task never runs again.
 
-:class:`EternalTask` keeps celery-eternal's model and fixes that:
+:class:`EternalTask` keeps celery-eternal's model and fixes that (the
+locks: :mod:`gwcelery.util.eternal_locks`):
 
-* The lock is owned: its value is the task id, and it is released or
-  renewed only by its owner (compare-and-delete / compare-and-expire in
-  one Lua call), so a late release cannot free the lock of the next copy.
-* The worker's main process releases the lock of a copy that it saw die
+* Two owned keys instead of one: Beat's *reservation* for the copy that it
+  queues, and the *lease* of the copy that runs, each holding a task id
+  and released or renewed only by its owner (compare-and-delete /
+  compare-and-set in one Lua call), so that a late release cannot free the
+  lock of the next copy. Beat queues a copy only while neither is held.
+* A copy that starts claims the lease, with its full lifetime, unless
+  another copy holds it (then it exits at once); its reservation may have
+  lapsed while the message waited in the queue (a worker slow to start,
+  a backlog), which does not matter. A queued copy therefore never
+  displaces a running one, and each listener starts once.
+* The lease expires after :obj:`~gwcelery.conf.eternal_lock_ttl` seconds
+  unless renewed. It is renewed every third of that (retrying within a
+  second after a Redis error) by a thread in the process running the task
+  and, where the task runs in a pool process, by the worker's main process
+  (boot step :class:`RenewEternalLeases`), which a GIL held in the task's
+  process cannot hold up. A renewal that finds it lapsed (the processes
+  starved, Redis unreachable) takes it back unless another copy started
+  meanwhile; one that finds another copy's id sees
+  :meth:`EternalTask.is_aborted` become true and stops.
+* The worker's main process releases the lease of a copy that it saw die
   (signals ``task_failure``, which covers a lost pool child, and
   ``task_revoked``): Beat starts the next copy about a second later.
-* The lock expires after :obj:`~gwcelery.conf.eternal_lock_ttl` seconds
-  unless renewed; a thread in the process running the task renews it every
-  third of that. Whatever kills a copy without any signal (the whole
-  worker SIGKILLed), the next one starts within that time.
-* A copy that starts checks that the lock is its own (or takes it if it
-  expired while the message waited in the queue); otherwise another copy
-  runs and it exits at once. A copy whose lock was lost (e.g. Redis was
-  unreachable for longer than the expiry, and another copy started) sees
-  :meth:`EternalTask.is_aborted` become true and stops.
+  Whatever kills a copy without any signal (the whole worker SIGKILLed),
+  its lease lapses within the lifetime, and Beat queues the next copy
+  within a second more.
 * A pool process running an eternal task asks the kernel (Linux
   ``prctl(PR_SET_PDEATHSIG)``) to kill it when the worker's main process
   dies, so that no orphan copy lives on out of reach of any worker; its
@@ -37,8 +48,9 @@ ever, and the task never runs again.
   host (see :func:`read_heartbeat`). It is written from
   :meth:`EternalTask.is_aborted`, which only the task's own loop calls, at
   most every :data:`HEARTBEAT_INTERVAL` seconds: a fresh heartbeat proves
-  that the loop goes round, where the lock (renewed by a thread of its
-  own) only proves that the process lives. ``gwcelery nagios`` reads it.
+  that the loop goes round, where the lease (renewed by a thread of its
+  own and by the worker) only proves that the process lives: a copy whose
+  loop hangs keeps its lease. ``gwcelery nagios`` reads it.
 
 :class:`Backoff` and :func:`wait_unless_aborted` serve the reconnection
 loops of the listeners.
@@ -49,13 +61,10 @@ that it runs, by as many processes as ordinary tasks need.
 """
 
 import ctypes
-import json
 import logging
 import math
 import os
 import signal
-import socket
-import threading
 import time
 
 import billiard.process
@@ -65,9 +74,22 @@ from celery import signals
 from celery.bootsteps import StartStopStep
 from celery.contrib.abortable import AbortableAsyncResult
 from celery.utils.log import get_task_logger
+from celery.worker import state as worker_state
+
+from .eternal_locks import (
+    HEARTBEAT_TTL,
+    LOST,
+    LeaseRenewer,
+    LockStore,
+    WorkerLeaseRenewer,
+    heartbeat_key,
+    read_heartbeat,
+    socket_timeout,
+)
 
 __all__ = ('EternalTask', 'Backoff', 'wait_unless_aborted', 'POLL_INTERVAL',
-           'HEARTBEAT_INTERVAL', 'heartbeat_key', 'read_heartbeat')
+           'HEARTBEAT_INTERVAL', 'HEARTBEAT_TTL', 'LockStore', 'heartbeat_key',
+           'read_heartbeat')
 
 #: Longest time (s) between two checks by an eternal task's loop of whether
 #: it has been asked to stop.
@@ -76,87 +98,11 @@ POLL_INTERVAL = 1.0
 #: Shortest time (s) between two heartbeats of a running copy's loop.
 HEARTBEAT_INTERVAL = 5.0
 
-#: Seconds that a heartbeat stays in Redis: long after a copy stopped, the
-#: health check can still tell how long ago its loop last went round.
-HEARTBEAT_TTL = 86400
-
 log = get_task_logger(__name__)
 
 #: Logger for what runs outside the task's context: the lock-renewing
 #: thread and the worker's main process.
 process_log = logging.getLogger(__name__)
-
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('del', KEYS[1])
-end
-return 0
-"""
-
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-    return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-
-
-class LockStore:
-    """Owned, expiring locks in Redis."""
-
-    _clients = {}
-
-    def __init__(self, url):
-        client = self._clients.get(url)
-        if client is None:
-            client = redis.Redis.from_url(
-                url, decode_responses=True, socket_timeout=10,
-                socket_connect_timeout=10)
-            self._clients[url] = client
-        self.redis = client
-
-    def acquire(self, key, owner, ttl):
-        """Take the lock if it is free; return whether we got it."""
-        return bool(self.redis.set(key, owner, nx=True,
-                                   px=int(ttl * 1000)))
-
-    def owner(self, key):
-        return self.redis.get(key)
-
-    def release(self, key, owner):
-        """Free the lock if `owner` holds it; return whether it did."""
-        return bool(self.redis.eval(_RELEASE, 1, key, owner))
-
-    def renew(self, key, owner, ttl):
-        """Extend the lock if `owner` holds it; return whether it did."""
-        return bool(self.redis.eval(_RENEW, 1, key, owner,
-                                    int(ttl * 1000)))
-
-    def delete(self, key):
-        self.redis.delete(key)
-
-    def write_heartbeat(self, key, owner):
-        """Record that copy `owner` of the task locked by `key` is alive."""
-        beat = {'time': time.time(), 'task_id': owner,
-                'hostname': socket.gethostname(), 'pid': os.getpid()}
-        self.redis.set(heartbeat_key(key), json.dumps(beat),
-                       ex=HEARTBEAT_TTL)
-
-
-def heartbeat_key(lock):
-    """Redis key of the heartbeat of the eternal task whose lock is `lock`."""
-    return f'{lock}:heartbeat'
-
-
-def read_heartbeat(client, lock):
-    """The last heartbeat of the eternal task whose lock is `lock`.
-
-    `client` is a :class:`redis.Redis` of the lock's server. Returns
-    ``None`` if there is none, else a dict: ``time`` (Unix time of the
-    beat), ``task_id``, ``hostname`` and ``pid`` of the copy that wrote it.
-    """
-    value = client.get(heartbeat_key(lock))
-    return None if value is None else json.loads(value)
 
 
 def _die_with_parent():
@@ -176,44 +122,15 @@ def _die_with_parent():
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-class _Renewer(threading.Thread):
-    """Renew a lock every third of its lifetime until stopped; set
-    :attr:`lost` if it turns out to belong to someone else. Also holds
+class _Renewer(LeaseRenewer):
+    """The lease's renewer (see :class:`LeaseRenewer`), which also holds
     when the task's loop last asked about aborts and last beat."""
 
     def __init__(self, store, key, owner, ttl, name):
-        super().__init__(name=f'{name} lock', daemon=True)
-        self.store = store
-        self.key = key
-        self.owner = owner
-        self.ttl = ttl
-        self.lost = threading.Event()
+        super().__init__(store, key, owner, ttl, name)
         self.aborted = False
         self.next_abort_check = -math.inf
         self.next_heartbeat = -math.inf
-        self._stop_event = threading.Event()
-
-    def run(self):
-        while not self._stop_event.wait(self.ttl / 3):
-            try:
-                if (self.store.renew(self.key, self.owner, self.ttl)
-                        or self.store.acquire(self.key, self.owner,
-                                              self.ttl)):
-                    continue
-                process_log.error(
-                    '%s: the singleton lock now belongs to task %s; '
-                    'stopping this copy', self.name,
-                    self.store.owner(self.key))
-                self.lost.set()
-                return
-            except redis.RedisError as exc:
-                process_log.warning(
-                    '%s: could not renew the singleton lock: %s', self.name,
-                    exc)
-
-    def stop(self):
-        self._stop_event.set()
-        self.join(5)
 
     def beat_if_due(self, now):
         """Write the heartbeat unless one was written less than
@@ -246,6 +163,34 @@ class AbortEternalTasks(StartStopStep):
                                   request.task.name, request.id, exc)
 
 
+def _running_copies():
+    """In a worker's main process: (store, lock, task id) of each copy of
+    an eternal task that runs in its pool."""
+    for request in list(worker_state.active_requests):
+        task = request.task
+        if isinstance(task, EternalTask):
+            lock = task.generate_lock(task.name, request.args,
+                                      request.kwargs)
+            yield task.lock_store, lock, request.id
+
+
+class RenewEternalLeases(StartStopStep):
+    """Worker boot step: renew the leases of the eternal tasks running in
+    the pool from the main process too (see the module docstring)."""
+
+    requires = {'celery.worker.components:Pool'}
+    renewer = None
+
+    def start(self, worker):
+        ttl = float(worker.app.conf['eternal_lock_ttl'])
+        self.renewer = WorkerLeaseRenewer(_running_copies, ttl)
+        self.renewer.start()
+
+    def stop(self, worker):
+        if self.renewer is not None:
+            self.renewer.stop()
+
+
 class EternalTask(celery_eternal.EternalTask):
     """Base class of the eternal tasks (see the module docstring).
 
@@ -262,6 +207,7 @@ class EternalTask(celery_eternal.EternalTask):
     def on_bound(cls, app):
         app.add_periodic_task(1.0, cls, name=f'eternal {cls.name}')
         app.steps['worker'].add(AbortEternalTasks)
+        app.steps['worker'].add(RenewEternalLeases)
 
     # --- lock storage (replaces celery-singleton's) ---------------------
 
@@ -271,20 +217,23 @@ class EternalTask(celery_eternal.EternalTask):
 
     @property
     def lock_store(self):
-        return LockStore(self.singleton_config.backend_url)
+        return LockStore(self.singleton_config.backend_url,
+                         socket_timeout(self.lock_ttl))
 
     def aquire_lock(self, lock, task_id):
-        # (sic) celery-singleton's method name.
-        return self.lock_store.acquire(lock, task_id, self.lock_ttl)
+        # (sic) celery-singleton's method name, called when Beat (or anyone)
+        # submits a copy: reserve the task for it.
+        return self.lock_store.reserve(lock, task_id, self.lock_ttl)
 
     def get_existing_task_id(self, lock):
-        return self.lock_store.owner(lock)
+        return self.lock_store.holder(lock)
 
     def unlock(self, lock):
-        self.lock_store.delete(lock)
+        # celery-singleton calls this when sending the reserved copy failed.
+        self.lock_store.drop_reservation(lock)
 
     def release_lock_of(self, task_id, args=None, kwargs=None):
-        """Release the lock of this task if copy `task_id` holds it."""
+        """Release the lease or reservation of copy `task_id`, if any."""
         lock = self.generate_lock(self.name, args, kwargs)
         return self.lock_store.release(lock, task_id)
 
@@ -296,11 +245,9 @@ class EternalTask(celery_eternal.EternalTask):
             return self.run(*args, **kwargs)
         lock = self.generate_lock(self.name, args, kwargs)
         store = self.lock_store
-        owner = store.owner(lock)
-        if owner != task_id and not store.acquire(lock, task_id,
-                                                  self.lock_ttl):
+        if store.claim(lock, task_id, self.lock_ttl) == LOST:
             log.info('%s: another copy (task %s) is running; this one '
-                     '(task %s) exits', self.name, owner, task_id)
+                     '(task %s) exits', self.name, store.owner(lock), task_id)
             self.request.duplicate = True
             return None
         _die_with_parent()
