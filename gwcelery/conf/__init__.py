@@ -186,11 +186,17 @@ gracedb_retry_backoff_max = 600
 # --- Listeners (eternal tasks) --------------------------------------------
 
 eternal_lock_ttl = 15.0
-"""Seconds that the singleton lock of an eternal task (the listeners)
-lives unless renewed. The running task renews it every third of that
-time; when a copy dies unseen (e.g. its whole worker is SIGKILLed), Beat
-starts the next one at most this long afterwards. (A copy whose death the
-worker sees is replaced within about a second.)"""
+"""Lifetime (s) of the lease of a running eternal task (the listeners) and
+of Beat's reservation for a queued copy. A copy takes the lease, with this
+full lifetime, when it starts, not when Beat queues it: a message can wait
+in the queue longer than this. The lease is renewed every third of it (5 s)
+by a thread of the copy's process and by its worker's main process, and a
+failed renewal is retried within a second. So it lapses only if both are
+held up for 10 s, and even then the copy takes it back unless another copy
+started. A copy that dies unseen (its whole worker SIGKILLed) is replaced
+at most this long after its last renewal, plus a second and its wait in
+the queue; one whose death the worker sees, within about a second plus
+that wait."""
 
 listener_reconnect_delay_min = 1.0
 """First delay (s) before a listener reconnects to its peer (GCN server,
