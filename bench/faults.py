@@ -19,9 +19,10 @@ Runs, one after another, each on its own stack of real processes:
 * :mod:`bench.faults_console`: a console action double-clicked in a real
   browser and POSTed in parallel.
 
-Each bench runs with the options that its own command line has by
-default, shortened where noted below (:data:`SUITE_OPTIONS`) so that the
-whole suite takes under 15 minutes on a 2-core machine. A bench whose
+Each bench runs in a process of its own, with the options that its own
+command line has by default, shortened where noted below
+(:data:`SUITE_OPTIONS`) so that the whole suite takes under 15 minutes on
+a 2-core machine. A bench whose
 module or system requirement is missing prints a row saying so; one that
 fails prints its error and the suite goes on.
 
@@ -30,7 +31,9 @@ fails prints its error and the suite goes on.
 
 import argparse
 import importlib
+import json
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -39,6 +42,9 @@ ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 sys.path.insert(0, ROOT)
 
 from bench.table import print_table  # noqa: E402
+
+#: How a bench's process starts the line that gives its rows.
+ROWS_MARK = 'ROWS '
 
 #: The benches, in the order they run.
 BENCHES = ('listener', 'workers', 'gcn', 'gracedb', 'pipeline', 'netns',
@@ -61,20 +67,40 @@ def bench_args(module, name):
     return parser.parse_args(SUITE_OPTIONS.get(name, []))
 
 
-def run_bench(name):
-    """Run one bench; return its rows and the seconds it took."""
-    start = time.monotonic()
+def run_one(name):
+    """Run one bench in this process; print its rows as JSON, last."""
     try:
         module = importlib.import_module(f'bench.faults_{name}')
     except ImportError as error:
-        return [(name, 0, 0, 0, 0, 0, float('nan'),
-                 f'not run: {error}')], 0.0
-    try:
-        rows = module.run(bench_args(module, name))
-    except Exception as error:  # report it and go on with the others
-        traceback.print_exc()
+        rows = [(name, 0, 0, 0, 0, 0, float('nan'), f'not run: {error}')]
+    else:
+        try:
+            rows = module.run(bench_args(module, name))
+        except Exception as error:  # report it and go on with the others
+            traceback.print_exc()
+            rows = [(name, 0, 0, 0, 0, 0, float('nan'),
+                     f'FAILED: {type(error).__name__}: {error}')]
+    print(ROWS_MARK + json.dumps(rows), flush=True)
+
+
+def run_bench(name):
+    """Run one bench in a process of its own (each sets up the app for
+    its own Redis, and must not inherit another's connections); return
+    its rows and the seconds it took."""
+    start = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, __file__, '--one', name], stdout=subprocess.PIPE,
+        text=True, cwd=ROOT)
+    rows = None
+    for line in process.stdout:
+        if line.startswith(ROWS_MARK):
+            rows = json.loads(line[len(ROWS_MARK):])
+        else:
+            print(line, end='', flush=True)
+    process.wait()
+    if rows is None:
         rows = [(name, 0, 0, 0, 0, 0, float('nan'),
-                 f'FAILED: {type(error).__name__}: {error}')]
+                 f'FAILED: exit status {process.returncode}')]
     return rows, time.monotonic() - start
 
 
@@ -82,7 +108,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--only', nargs='+', choices=BENCHES)
     parser.add_argument('--skip', nargs='+', choices=BENCHES, default=())
+    parser.add_argument('--one', choices=BENCHES, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:
+        return run_one(args.one)
     names = [name for name in args.only or BENCHES if name not in args.skip]
     rows = []
     start = time.monotonic()
