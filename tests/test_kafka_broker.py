@@ -22,6 +22,7 @@ from .kafka_support import (  # noqa: F401
     kafka_broker,
     read_messages,
 )
+from .listener_support import wait_for
 
 
 def produce(broker, topic, values):
@@ -53,16 +54,6 @@ def test_durable_restart_keeps_messages(tmp_path):
         processes = (broker.process, broker.s3_process)
     assert all(process.poll() is not None for process in processes)
 
-
-def wait_for(predicate, timeout, interval=0.05):
-    """Poll `predicate` until it returns a true value (returned) or
-    `timeout` seconds pass (then its last value)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture

@@ -23,6 +23,8 @@ from gwcelery.util.supervisor import (
     describe_status,
 )
 
+from .listener_support import wait_for
+
 #: A supervisor with two children (one that spawns a grandchild in its
 #: process group) and a Redis server; it prints their pids, then waits.
 SUPERVISOR = '''
@@ -80,16 +82,6 @@ def kill_all(processes):
     for process in alive(processes):
         process.kill()
 
-
-def wait_for(predicate, timeout, interval=0.02):
-    """Poll `predicate` until it returns a true value (returned) or
-    `timeout` seconds pass (then its last value)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(interval)
 
 
 @pytest.fixture
