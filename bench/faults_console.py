@@ -30,7 +30,6 @@ pages said "already submitted" and how many actions started.
     python bench/faults_console.py [--superevents 3]
 """
 
-import argparse
 import json
 import math
 import os
@@ -51,7 +50,7 @@ import redis  # noqa: E402
 import requests  # noqa: E402
 
 from bench.stack import Stack  # noqa: E402
-from bench.table import print_table  # noqa: E402
+from bench.table import command_line  # noqa: E402
 from gwcelery import app  # noqa: E402
 from gwcelery.tasks import gracedb  # noqa: E402
 from gwcelery.tools.local import child_environment, write_config  # noqa
@@ -394,9 +393,7 @@ def run(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    add_arguments(parser)
-    print_table(run(parser.parse_args()))
+    command_line(__doc__, add_arguments, run)
 
 
 if __name__ == '__main__':

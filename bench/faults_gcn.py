@@ -18,7 +18,6 @@ its one connection, its task id and a bounded peak memory.
     python bench/faults_gcn.py [--valid 100] [--hostile 10000]
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -28,7 +27,7 @@ ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 sys.path.insert(0, ROOT)
 
 from bench.faults_listener import Stack  # noqa: E402
-from bench.table import print_table  # noqa: E402
+from bench.table import command_line  # noqa: E402
 from tests.listener_support import active_eternal  # noqa: E402
 from tests.listener_tasks import GCN_KEY  # noqa: E402
 from tests.test_faults_gcn import (  # noqa: E402
@@ -111,9 +110,7 @@ def run(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    add_arguments(parser)
-    print_table(run(parser.parse_args()))
+    command_line(__doc__, add_arguments, run)
     print('(recovery s: from the first packet to the last notice handled)')
 
 

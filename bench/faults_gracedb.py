@@ -28,7 +28,6 @@ logged (those after a read time-out are where a duplicate could arise).
     python bench/faults_gracedb.py [--trials 2] [--notices 60]
 """
 
-import argparse
 import os
 import random
 import subprocess
@@ -40,7 +39,7 @@ import time
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 sys.path.insert(0, ROOT)
 
-from bench.table import print_table  # noqa: E402
+from bench.table import command_line  # noqa: E402
 from gwcelery import app  # noqa: E402
 from gwcelery.gracedb_server import GraceDbServer  # noqa: E402
 from gwcelery.tasks import external_triggers  # noqa: E402
@@ -187,9 +186,7 @@ def run(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    add_arguments(parser)
-    print_table(run(parser.parse_args()))
+    command_line(__doc__, add_arguments, run)
 
 
 if __name__ == '__main__':

@@ -26,7 +26,6 @@ with the other fault benches.
                                     [--hostile 10000]
 """
 
-import argparse
 import json
 import os
 import random
@@ -41,7 +40,7 @@ import redis
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 sys.path.insert(0, ROOT)
 
-from bench.table import print_table  # noqa: E402
+from bench.table import command_line  # noqa: E402
 from gwcelery import app  # noqa: E402
 from gwcelery.tools.local import child_environment, write_config  # noqa
 from gwcelery.util.alert_stream import AlertStream  # noqa: E402
@@ -248,9 +247,7 @@ def run(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    add_arguments(parser)
-    print_table(run(parser.parse_args()))
+    command_line(__doc__, add_arguments, run)
 
 
 if __name__ == '__main__':

@@ -20,7 +20,6 @@ notices in the VOEvent queue, the duplicated runs in the note. Root only.
         [--broker-option socket_timeout=5]
 """
 
-import argparse
 import ast
 import glob
 import math
@@ -38,6 +37,7 @@ sys.path.insert(0, ROOT)
 
 import redis  # noqa: E402
 
+from bench.table import command_line  # noqa: E402
 from gwcelery import app  # noqa: E402
 from gwcelery.util import redis_server  # noqa: E402
 
@@ -491,15 +491,7 @@ def add_arguments(parser):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    add_arguments(parser)
-    rows = run(parser.parse_args())
-    print(' | '.join(('scenario', 'trials', 'sent', 'handled', 'lost', 'dup',
-                      'recovery s', 'note')))
-    for row in rows:
-        print(' | '.join(f'{cell:.1f}' if isinstance(cell, float)
-                         else str(cell) for cell in row))
-    print(f'load average: {os.getloadavg()}')
+    command_line(__doc__, add_arguments, run)
 
 
 if __name__ == '__main__':

@@ -31,7 +31,6 @@ localisation was running.
     python bench/faults_pipeline.py [--signals 16] [--restart-signals 2]
 """
 
-import argparse
 import base64
 import calendar
 import collections
@@ -52,6 +51,7 @@ import redis
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir)
 sys.path.insert(0, ROOT)
 
+from bench.table import command_line  # noqa: E402
 from gwcelery import app  # noqa: E402
 from gwcelery.tasks import first2years, gracedb  # noqa: E402
 from gwcelery.tools.local import read_config  # noqa: E402
@@ -462,16 +462,9 @@ def run(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    add_arguments(parser)
     # SIGTERM stops what was started, as Ctrl-C does.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    rows = run(parser.parse_args())
-    print(' | '.join(('scenario', 'trials', 'sent', 'handled', 'lost', 'dup',
-                      'recovery s', 'note')))
-    for *cells, recovery, note in rows:
-        print(' | '.join([*map(str, cells), f'{recovery:.1f}', note]))
-    print(f'load average: {os.getloadavg()}')
+    command_line(__doc__, add_arguments, run)
 
 
 if __name__ == '__main__':

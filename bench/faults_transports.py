@@ -16,7 +16,6 @@ table (:mod:`bench.table`) has one row per transport.
     python bench/faults_transports.py [--valid 50] [--hostile 1000]
 """
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -34,7 +33,7 @@ sys.path.insert(0, ROOT)
 import redis  # noqa: E402
 from confluent_kafka import Producer  # noqa: E402
 
-from bench.table import print_table  # noqa: E402
+from bench.table import command_line  # noqa: E402
 from gwcelery import app  # noqa: E402
 from gwcelery.kafka import gcn_notices, igwn_alert  # noqa: E402
 from gwcelery.tasks import gcn as gcn_tasks  # noqa: E402
@@ -475,9 +474,7 @@ def run(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    add_arguments(parser)
-    print_table(run(parser.parse_args()))
+    command_line(__doc__, add_arguments, run)
 
 
 if __name__ == '__main__':

@@ -23,7 +23,6 @@ run; for a main kill, from the kill to the last held task's completion.
     python bench/faults_workers.py [--trials 2] [--tasks 30] [--wait 60]
 """
 
-import argparse
 import os
 import random
 import signal
@@ -37,7 +36,7 @@ sys.path.insert(0, ROOT)
 
 import redis  # noqa: E402
 
-from bench.table import print_table  # noqa: E402
+from bench.table import command_line  # noqa: E402
 from gwcelery import app  # noqa: E402
 
 DONE_KEY = 'bench:faults-workers:done'
@@ -293,9 +292,7 @@ def run(args):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    add_arguments(parser)
-    print_table(run(parser.parse_args()))
+    command_line(__doc__, add_arguments, run)
 
 
 if __name__ == '__main__':

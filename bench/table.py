@@ -1,5 +1,6 @@
 """The table that every fault bench prints."""
 
+import argparse
 import math
 import os
 
@@ -24,3 +25,12 @@ def print_table(rows):
         print(' | '.join(format_cell(cell) for cell in row))
     load = ', '.join(f'{value:.2f}' for value in os.getloadavg())
     print(f'load average: {load}')
+
+
+def command_line(doc, add_arguments, run):
+    """A fault bench's command: its options (``add_arguments``) parsed
+    from the command line, then ``run``, then its table; `doc` is the
+    bench's docstring, whose first line describes the command."""
+    parser = argparse.ArgumentParser(description=doc.split('\n')[0])
+    add_arguments(parser)
+    print_table(run(parser.parse_args()))
