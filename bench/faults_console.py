@@ -49,7 +49,7 @@ sys.path.insert(0, ROOT)
 import redis  # noqa: E402
 import requests  # noqa: E402
 
-from bench.stack import Stack  # noqa: E402
+from bench.stack import Stack, stop_processes  # noqa: E402
 from bench.table import command_line  # noqa: E402
 from gwcelery import app  # noqa: E402
 from gwcelery.tasks import gracedb  # noqa: E402
@@ -129,14 +129,7 @@ class ConsoleStack:
 
     def stop(self):
         """Stop every child, then Redis."""
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes.values())
         self.redis.stop()
 
 

@@ -40,6 +40,7 @@ import redis
 ROOT = os.path.join(os.path.dirname(__file__), os.pardir)
 sys.path.insert(0, ROOT)
 
+from bench.stack import stop_processes  # noqa: E402
 from bench.table import command_line  # noqa: E402
 from gwcelery import app  # noqa: E402
 from gwcelery.tools.local import child_environment, write_config  # noqa
@@ -104,14 +105,7 @@ class Stack:
         raise RuntimeError('the listener did not start')
 
     def stop(self):
-        for process in self.processes:
-            process.terminate()
-        for process in self.processes:
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes)
         self.redis.stop()
 
 

@@ -37,6 +37,7 @@ sys.path.insert(0, ROOT)
 
 import redis  # noqa: E402
 
+from bench.stack import stop_processes  # noqa: E402
 from bench.table import command_line  # noqa: E402
 from gwcelery import app  # noqa: E402
 from gwcelery.util import redis_server  # noqa: E402
@@ -194,12 +195,7 @@ class Worker:
             return f.read()
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_processes([self.process], timeout=30)
 
 
 class Stack:

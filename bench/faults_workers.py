@@ -36,6 +36,7 @@ sys.path.insert(0, ROOT)
 
 import redis  # noqa: E402
 
+from bench.stack import stop_processes  # noqa: E402
 from bench.table import command_line  # noqa: E402
 from gwcelery import app  # noqa: E402
 
@@ -139,14 +140,7 @@ class Workers:
         return killed
 
     def stop(self):
-        for process in self.processes.values():
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(self.processes.values(), timeout=30)
         self.redis.stop()
 
 

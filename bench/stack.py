@@ -29,6 +29,20 @@ from gwcelery.util.redis_server import RedisServer, free_port  # noqa: E402
 LISTENER_QUEUE = 'bench-lvalert'
 
 
+def stop_processes(processes, timeout=20):
+    """SIGTERM each of `processes` (:class:`subprocess.Popen`), all at
+    once; SIGKILL one still running `timeout` seconds later."""
+    processes = list(processes)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class Stack:
     """Redis, the GraceDB server and the given workers, as subprocesses.
 
@@ -145,14 +159,7 @@ class Stack:
             client.close()
 
     def stop(self):
-        for process in reversed(self.processes.values()):
-            process.terminate()
-        for process in self.processes.values():
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(reversed(self.processes.values()))
         self.redis.stop()
 
 
